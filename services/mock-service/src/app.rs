@@ -1,0 +1,316 @@
+//! The HTTP surface of every service: the same endpoints in each role, with the role's
+//! downstream calls taken from the topology.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
+    http::{StatusCode, Uri, header},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use bytes::Bytes;
+use prometheus::{IntCounterVec, Opts};
+use serde_json::{Value, json};
+use telemetry::{DownstreamClient, DownstreamError, Metrics};
+
+use crate::topology::{Route, RoutePlan, Service};
+
+/// Bodies above this are refused with 413 before they are read in full.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long `/api/slow` takes: uniformly between these, in milliseconds (the guide's
+/// "0.5 to 2 s").
+const SLOW_MS: std::ops::RangeInclusive<u64> = 500..=2000;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    name: String,
+    data: RouteBehaviour,
+    action: RouteBehaviour,
+    downstream: DownstreamClient,
+    metrics: Metrics,
+    business_events: IntCounterVec,
+    ready: AtomicBool,
+}
+
+/// What a route does, from the topology, with every URL worked out once at start-up.
+struct RouteBehaviour {
+    work_ms: Option<std::ops::RangeInclusive<u64>>,
+    event: Option<String>,
+    calls: Vec<PlannedCall>,
+}
+
+struct PlannedCall {
+    to: String,
+    route: Route,
+    probability: f64,
+    url: String,
+}
+
+impl AppState {
+    /// `dependency_urls` maps each service that `service` calls to its base URL.
+    pub fn new(
+        service: &Service,
+        dependency_urls: &HashMap<String, String>,
+        downstream_timeout: Duration,
+    ) -> anyhow::Result<AppState> {
+        let metrics = Metrics::new(&service.name)?;
+        let business_events = IntCounterVec::new(
+            Opts::new(
+                "business_events_total",
+                "Business events, by type and outcome.",
+            ),
+            &["event_type", "status"],
+        )?;
+        metrics
+            .registry()
+            .register(Box::new(business_events.clone()))?;
+        let downstream = DownstreamClient::new(metrics.downstream.clone(), downstream_timeout)?;
+
+        let behaviour = |route: Route| -> anyhow::Result<RouteBehaviour> {
+            let RoutePlan {
+                work_ms,
+                event,
+                calls,
+            } = service.plan(route).clone();
+            let calls = calls
+                .iter()
+                .map(|call| {
+                    let base = dependency_urls.get(&call.to).ok_or_else(|| {
+                        anyhow::anyhow!("no URL for {}, which {} calls", call.to, service.name)
+                    })?;
+                    Ok(PlannedCall {
+                        to: call.to.clone(),
+                        route: call.route,
+                        probability: call.probability,
+                        url: format!("{base}{}", call.route.path()),
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(RouteBehaviour {
+                work_ms,
+                event,
+                calls,
+            })
+        };
+
+        Ok(AppState(Arc::new(Inner {
+            name: service.name.clone(),
+            data: behaviour(Route::Data)?,
+            action: behaviour(Route::Action)?,
+            downstream,
+            metrics,
+            business_events,
+            ready: AtomicBool::new(true),
+        })))
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// `/ready` answers 503 once this is false (set when shutdown starts), so that
+    /// Kubernetes stops sending new requests while in-flight ones finish.
+    pub fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/data", get(data))
+        .route("/api/action", post(action))
+        .route("/api/slow", get(slow))
+        .route("/api/error", get(error))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.0.metrics.http.clone(),
+            telemetry::observe_http,
+        ))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "status": "healthy", "service": state.0.name }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.0.ready.load(Ordering::Relaxed) {
+        Json(json!({ "status": "ready", "service": state.0.name })).into_response()
+    } else {
+        let body = json!({ "status": "shutting down", "service": state.0.name });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let content_type = [(
+        header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    )];
+    (content_type, state.0.metrics.render()).into_response()
+}
+
+async fn data(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    let inner = &state.0;
+    let called = perform(inner, &inner.data).await?;
+    count_event(inner, &inner.data, "success");
+    Ok(Json(json!({
+        "service": inner.name,
+        "data": { "id": fastrand::u32(1..100_000), "value": fastrand::f64() },
+        "downstream": called,
+    })))
+}
+
+/// The body is optional; when present it must be JSON (any JSON value).
+async fn action(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let body = body.map_err(AppError::Body)?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|error| {
+            AppError::BadRequest(format!("the body is not valid JSON: {error}"))
+        })?;
+    }
+    let inner = &state.0;
+    match perform(inner, &inner.action).await {
+        Ok(called) => {
+            count_event(inner, &inner.action, "success");
+            Ok(Json(json!({
+                "service": inner.name,
+                "status": "processed",
+                "event": inner.action.event,
+                "downstream": called,
+            })))
+        }
+        Err(error) => {
+            count_event(inner, &inner.action, "failure");
+            Err(error)
+        }
+    }
+}
+
+async fn slow(State(state): State<AppState>) -> Json<Value> {
+    let delay_ms = fastrand::u64(SLOW_MS);
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    Json(json!({ "service": state.0.name, "delay_ms": delay_ms }))
+}
+
+async fn error(State(state): State<AppState>) -> Response {
+    let body = json!({
+        "error": "simulated failure",
+        "service": state.0.name,
+        "detail": "GET /api/error always answers 500, to demonstrate error metrics and error spans",
+    });
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let body = json!({ "error": "not found", "path": uri.path(), "endpoints": ENDPOINTS });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    let body = json!({ "error": "method not allowed", "path": uri.path(), "endpoints": ENDPOINTS });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+const ENDPOINTS: [&str; 7] = [
+    "GET /health",
+    "GET /ready",
+    "GET /metrics",
+    "GET /api/data",
+    "POST /api/action",
+    "GET /api/slow",
+    "GET /api/error",
+];
+
+/// Simulated work, then the route's calls in order (each with its probability). Returns
+/// the services called; the first failing call fails the request.
+async fn perform<'a>(
+    inner: &'a Inner,
+    route: &'a RouteBehaviour,
+) -> Result<Vec<&'a str>, AppError> {
+    if let Some(work_ms) = &route.work_ms {
+        let work = fastrand::u64(work_ms.clone());
+        if work > 0 {
+            tokio::time::sleep(Duration::from_millis(work)).await;
+        }
+    }
+    let mut called = Vec::with_capacity(route.calls.len());
+    for call in &route.calls {
+        if call.probability < 1.0 && fastrand::f64() >= call.probability {
+            continue;
+        }
+        inner
+            .downstream
+            .call(&call.to, call.route.method(), &call.url)
+            .await
+            .map_err(AppError::Dependency)?;
+        called.push(call.to.as_str());
+    }
+    Ok(called)
+}
+
+fn count_event(inner: &Inner, route: &RouteBehaviour, status: &str) {
+    if let Some(event) = &route.event {
+        inner
+            .business_events
+            .with_label_values(&[event.as_str(), status])
+            .inc();
+    }
+}
+
+enum AppError {
+    /// A dependency failed: 502 naming it.
+    Dependency(DownstreamError),
+    /// The request itself is wrong: 400 with the reason.
+    BadRequest(String),
+    /// The body could not be read (e.g. 413 over the limit).
+    Body(BytesRejection),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            AppError::Dependency(error) => (
+                StatusCode::BAD_GATEWAY,
+                json!({ "error": "dependency failed", "dependency": error.service, "reason": error.to_string() }),
+            ),
+            AppError::BadRequest(reason) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "bad request", "reason": reason }),
+            ),
+            AppError::Body(rejection) => {
+                let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes")
+                } else {
+                    rejection.body_text()
+                };
+                (
+                    rejection.status(),
+                    json!({ "error": "bad request body", "reason": reason }),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,191 @@
+//! The process's configuration, all from environment variables (the twelve-factor way,
+//! and what a Kubernetes Deployment sets).
+
+use std::{collections::HashMap, net::IpAddr, time::Duration};
+
+use anyhow::{Context as _, bail};
+
+use crate::topology::Topology;
+
+pub const USAGE: &str = "\
+mock-service: plays one service of the mesh, chosen by SERVICE_NAME.
+
+Usage: SERVICE_NAME=gateway-service mock-service
+
+Environment:
+  SERVICE_NAME             which service to play (required), e.g. gateway-service
+  HOST                     address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
+  PORT                     port to listen on (default 8080; 0 picks a free one)
+  TOPOLOGY_FILE            call graph to use (default: the guide's, built in)
+  <NAME>_URL               base URL of a dependency, e.g. PRODUCT_SERVICE_URL
+                           (default http://<name>, its Kubernetes Service)
+  DOWNSTREAM_TIMEOUT_MS    timeout of each call to a dependency (default 2000)
+  SHUTDOWN_DRAIN_SECONDS   how long in-flight requests may finish after SIGTERM (default 10)
+  RUST_LOG                 log filter (default info); logs are JSON lines on stdout
+  OTEL_EXPORTER_OTLP_ENDPOINT  where spans go over OTLP/gRPC (default http://localhost:4317)
+  OTEL_SDK_DISABLED        true turns span export off
+
+Endpoints: GET /health, /ready, /metrics, /api/data, /api/slow, /api/error; POST /api/action
+";
+
+#[derive(Debug)]
+pub struct Config {
+    pub service_name: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub topology: Topology,
+    /// Base URL of each service this one calls.
+    pub dependency_urls: HashMap<String, String>,
+    pub downstream_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Config> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let topology = match env("TOPOLOGY_FILE") {
+            None => Topology::guide(),
+            Some(path) => {
+                let yaml = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading TOPOLOGY_FILE={path}"))?;
+                Topology::parse(&path, &yaml)?
+            }
+        };
+
+        let Some(service_name) = env("SERVICE_NAME") else {
+            bail!(
+                "SERVICE_NAME is not set: set it to the service to play, one of {}",
+                topology.service_names().join(", ")
+            );
+        };
+        let Some(service) = topology.service(&service_name) else {
+            bail!(
+                "SERVICE_NAME={service_name} is not a service of the topology; use one of {}",
+                topology.service_names().join(", ")
+            );
+        };
+
+        let dependency_urls = service
+            .dependencies()
+            .into_iter()
+            .map(|name| {
+                let variable = url_variable(name);
+                let url = env(&variable).unwrap_or_else(|| format!("http://{name}"));
+                let url = url.trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("{variable}={url} is not an http:// URL");
+                }
+                Ok((name.to_owned(), url))
+            })
+            .collect::<anyhow::Result<_>>()?;
+
+        Ok(Config {
+            host: parse_var(&env, "HOST", "127.0.0.1".parse()?)?,
+            port: parse_var(&env, "PORT", 8080)?,
+            downstream_timeout: Duration::from_millis(parse_var(
+                &env,
+                "DOWNSTREAM_TIMEOUT_MS",
+                2000,
+            )?),
+            drain_timeout: Duration::from_secs(parse_var(&env, "SHUTDOWN_DRAIN_SECONDS", 10)?),
+            service_name,
+            topology,
+            dependency_urls,
+        })
+    }
+}
+
+/// `product-service` -> `PRODUCT_SERVICE_URL`.
+pub fn url_variable(service: &str) -> String {
+    format!("{}_URL", service.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn parse_var<T>(env: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match env(name) {
+        None => Ok(default),
+        Some(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={value} is not valid")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn dependencies_default_to_their_kubernetes_service_and_can_be_overridden() {
+        let config = config(&[
+            ("SERVICE_NAME", "gateway-service"),
+            ("PRODUCT_SERVICE_URL", "http://127.0.0.1:30082/"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.dependency_urls["product-service"],
+            "http://127.0.0.1:30082"
+        );
+        assert_eq!(
+            config.dependency_urls["order-service"],
+            "http://order-service"
+        );
+        assert_eq!(
+            config.dependency_urls["user-service"],
+            "http://user-service"
+        );
+        assert_eq!(config.dependency_urls.len(), 3);
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn a_missing_or_unknown_service_name_lists_the_choices() {
+        let missing = config(&[]).expect_err("must fail").to_string();
+        assert!(
+            missing.contains("SERVICE_NAME is not set") && missing.contains("notification-service"),
+            "{missing}"
+        );
+        let unknown = config(&[("SERVICE_NAME", "billing")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            unknown.contains("billing") && unknown.contains("gateway-service"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let error =
+            config(&[("SERVICE_NAME", "user-service"), ("PORT", "eighty")]).expect_err("must fail");
+        assert!(format!("{error:#}").contains("PORT=eighty"), "{error:#}");
+    }
+
+    #[test]
+    fn a_dependency_url_must_be_http() {
+        let error = config(&[
+            ("SERVICE_NAME", "product-service"),
+            ("INVENTORY_SERVICE_URL", "inventory:80"),
+        ])
+        .expect_err("must fail");
+        assert!(
+            error.to_string().contains("INVENTORY_SERVICE_URL"),
+            "{error}"
+        );
+    }
+}

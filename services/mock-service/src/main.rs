@@ -1,0 +1,66 @@
+use std::{net::SocketAddr, process::ExitCode};
+
+use anyhow::Context as _;
+use mock_service::{AppState, config::Config, server};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    if std::env::args()
+        .skip(1)
+        .any(|arg| arg == "--help" || arg == "-h")
+    {
+        print!("{}", mock_service::config::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    // Configuration errors are reported before logging is set up, as plain text.
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("mock-service: {error:#}\n(run `mock-service --help` for the variables)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mock-service: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(config: Config) -> anyhow::Result<()> {
+    let telemetry = telemetry::init(&config.service_name)?;
+    let service = config
+        .topology
+        .service(&config.service_name)
+        .context("the service vanished from the topology")?;
+    let state = AppState::new(service, &config.dependency_urls, config.downstream_timeout)?;
+
+    let address = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "cannot listen on {address}: is another process using port {}?",
+            config.port
+        )
+    })?;
+    tracing::info!(
+        service = config.service_name,
+        address = %listener.local_addr()?,
+        dependencies = ?config.dependency_urls,
+        "listening"
+    );
+
+    let drained = server::serve(
+        listener,
+        state,
+        telemetry::shutdown_signal(),
+        config.drain_timeout,
+    )
+    .await
+    .context("serving HTTP")?;
+    tracing::info!(drained, "stopped serving; flushing spans");
+    telemetry.shutdown().await;
+    Ok(())
+}

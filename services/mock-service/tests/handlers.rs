@@ -1,0 +1,184 @@
+//! Each endpoint driven in-process with `tower::ServiceExt::oneshot`.
+
+use std::{collections::HashMap, time::Duration};
+
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    http::{Request, StatusCode},
+};
+use mock_service::{AppState, app, topology::Topology};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+fn state(service: &str, urls: &[(&str, &str)]) -> AppState {
+    let topology = Topology::guide();
+    let urls: HashMap<String, String> = urls
+        .iter()
+        .map(|(name, url)| ((*name).to_owned(), (*url).to_owned()))
+        .collect();
+    AppState::new(
+        topology.service(service).expect("service"),
+        &urls,
+        Duration::from_millis(500),
+    )
+    .expect("state")
+}
+
+async fn send(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.into())
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, json)
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let state = state("user-service", &[]);
+    let router = app(state.clone());
+
+    let (status, body) = send(&router, "GET", "/health", Body::empty()).await;
+    assert_eq!(
+        (status, body["service"].as_str()),
+        (StatusCode::OK, Some("user-service"))
+    );
+
+    assert_eq!(
+        send(&router, "GET", "/ready", Body::empty()).await.0,
+        StatusCode::OK
+    );
+    state.set_ready(false);
+    let (status, body) = send(&router, "GET", "/ready", Body::empty()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let (status, Value::String(metrics)) = send(&router, "GET", "/metrics", Body::empty()).await
+    else {
+        panic!("metrics are text");
+    };
+    assert_eq!(status, StatusCode::OK);
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(
+        metrics.contains(
+            r#"endpoint="/health",method="GET",status="200",service_name="user-service""#
+        )
+    );
+}
+
+#[tokio::test]
+async fn error_answers_500_with_a_json_reason() {
+    let router = app(state("inventory-service", &[]));
+    let (status, body) = send(&router, "GET", "/api/error", Body::empty()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"], "simulated failure");
+    assert_eq!(body["service"], "inventory-service");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_takes_half_a_second_to_two_seconds() {
+    let router = app(state("user-service", &[]));
+    for _ in 0..20 {
+        let started = tokio::time::Instant::now();
+        let (status, body) = send(&router, "GET", "/api/slow", Body::empty()).await;
+        let took = started.elapsed();
+        assert_eq!(status, StatusCode::OK);
+        let delay = body["delay_ms"].as_u64().expect("delay_ms");
+        assert!((500..=2000).contains(&delay), "{delay}");
+        assert!(
+            took >= Duration::from_millis(500) && took <= Duration::from_millis(2100),
+            "{took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn action_counts_a_business_event_and_accepts_optional_json() {
+    let state = state("notification-service", &[]);
+    let router = app(state.clone());
+    assert_eq!(
+        send(&router, "POST", "/api/action", Body::empty()).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = send(&router, "POST", "/api/action", r#"{"order": 42}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event"], "notification_sent");
+    let metrics = state.metrics().render();
+    assert!(
+        metrics.contains(r#"business_events_total{event_type="notification_sent",status="success",service_name="notification-service"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_4xx() {
+    let router = app(state("user-service", &[]));
+
+    let (status, body) = send(&router, "POST", "/api/action", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("not valid JSON"),
+        "{body}"
+    );
+
+    let (status, body) = send(&router, "POST", "/api/action", vec![b' '; 64 * 1024 + 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body["reason"].as_str().expect("reason").contains("65536"),
+        "{body}"
+    );
+
+    let (status, body) = send(&router, "GET", "/no/such/path", Body::empty()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["path"], "/no/such/path");
+
+    let (status, body) = send(&router, "DELETE", "/api/data", Body::empty()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"], "method not allowed");
+}
+
+#[tokio::test]
+async fn an_unreachable_dependency_gives_502_naming_it() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let state = state(
+        "product-service",
+        &[("inventory-service", "http://127.0.0.1:1")],
+    );
+    let router = app(state.clone());
+    let (status, body) = send(&router, "GET", "/api/data", Body::empty()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["dependency"], "inventory-service");
+    assert!(
+        body["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("inventory-service is unreachable"),
+        "{body}"
+    );
+    let metrics = state.metrics().render();
+    assert!(
+        metrics.contains(r#"downstream_requests_total{service="inventory-service",status="error",service_name="product-service"} 1"#),
+        "{metrics}"
+    );
+}
