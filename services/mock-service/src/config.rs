@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use anyhow::{Context as _, bail};
 
-use crate::topology::Topology;
+use crate::{server::ShutdownTiming, topology::Topology};
 
 pub const USAGE: &str = "\
 mock-service: plays one service of the mesh, chosen by SERVICE_NAME.
@@ -20,7 +20,9 @@ Environment:
   <NAME>_URL               base URL of a dependency, e.g. PRODUCT_SERVICE_URL
                            (default http://<name>, its Kubernetes Service)
   DOWNSTREAM_TIMEOUT_MS    timeout of each call to a dependency (default 2000)
-  SHUTDOWN_DRAIN_SECONDS   how long in-flight requests may finish after SIGTERM (default 10)
+  SHUTDOWN_DELAY_MS        after SIGTERM, keep serving with /ready at 503 this long
+                           (default 0; give Kubernetes time to stop routing here)
+  SHUTDOWN_DRAIN_SECONDS   then, how long in-flight requests may take to finish (default 10)
   RUST_LOG                 log filter (default info); logs are JSON lines on stdout
   OTEL_EXPORTER_OTLP_ENDPOINT  where spans go over OTLP/gRPC (default http://localhost:4317)
   OTEL_SDK_DISABLED        true turns span export off
@@ -37,7 +39,7 @@ pub struct Config {
     /// Base URL of each service this one calls.
     pub dependency_urls: HashMap<String, String>,
     pub downstream_timeout: Duration,
-    pub drain_timeout: Duration,
+    pub shutdown: ShutdownTiming,
 }
 
 impl Config {
@@ -90,7 +92,10 @@ impl Config {
                 "DOWNSTREAM_TIMEOUT_MS",
                 2000,
             )?),
-            drain_timeout: Duration::from_secs(parse_var(&env, "SHUTDOWN_DRAIN_SECONDS", 10)?),
+            shutdown: ShutdownTiming {
+                delay: Duration::from_millis(parse_var(&env, "SHUTDOWN_DELAY_MS", 0)?),
+                drain: Duration::from_secs(parse_var(&env, "SHUTDOWN_DRAIN_SECONDS", 10)?),
+            },
             service_name,
             topology,
             dependency_urls,

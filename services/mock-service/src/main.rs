@@ -56,7 +56,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listener,
         state,
         telemetry::shutdown_signal(),
-        config.drain_timeout,
+        config.shutdown,
     )
     .await
     .context("serving HTTP")?;

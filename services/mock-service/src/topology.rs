@@ -332,7 +332,7 @@ impl Validator<'_> {
         let calls = raw
             .calls
             .into_iter()
-            .map(|call| self.call(service, route, call, names))
+            .map(|call| self.call(service, route, &call, names))
             .collect::<Result<_, _>>()?;
         Ok(RoutePlan {
             work_ms,
@@ -345,7 +345,7 @@ impl Validator<'_> {
         &self,
         service: &str,
         caller_route: Route,
-        raw: RawCall,
+        raw: &RawCall,
         names: &[String],
     ) -> Result<Call, TopologyError> {
         let to = raw.to.as_str();

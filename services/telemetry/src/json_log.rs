@@ -55,7 +55,7 @@ where
         line.insert("target".into(), metadata.target().into());
         event.record(&mut JsonFields(&mut line));
 
-        if let Some(span) = ctx.lookup_current() {
+        if let Some(span) = ctx.parent_span() {
             line.insert("span".into(), span.name().into());
             let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
             let otel =

@@ -11,6 +11,39 @@
 //! - [`DownstreamClient`]: an HTTP client whose every call is a client span, carries
 //!   `traceparent`, has a timeout, and is counted and timed per target service.
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl+C.
+//!
+//! Wiring it into a service:
+//!
+//! ```no_run
+//! use axum::{Router, middleware, routing::get};
+//! use std::time::Duration;
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let guard = telemetry::init("my-service")?;
+//!     let metrics = telemetry::Metrics::new("my-service")?;
+//!     let client = telemetry::DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2))?;
+//!
+//!     let router = Router::new()
+//!         .route("/hello", get(move || async move {
+//!             match client.call("other-service", http::Method::GET, "http://other-service/hi").await {
+//!                 Ok(_) => "hello".to_owned(),
+//!                 Err(error) => error.to_string(),
+//!             }
+//!         }))
+//!         .route("/metrics", get({
+//!             let metrics = metrics.clone();
+//!             move || async move { metrics.render() }
+//!         }))
+//!         // After the routes, so the middleware sees the matched route.
+//!         .layer(middleware::from_fn_with_state(metrics.http.clone(), telemetry::observe_http));
+//!
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     axum::serve(listener, router).with_graceful_shutdown(telemetry::shutdown_signal()).await?;
+//!     guard.shutdown().await; // flush the last spans
+//!     Ok(())
+//! }
+//! ```
 
 mod downstream;
 mod http_server;
