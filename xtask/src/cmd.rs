@@ -1,0 +1,239 @@
+//! The one way xtask runs other programs: every command is printed before it runs, and a
+//! failure says what was being done. A program that is not installed is named, with how
+//! to get it.
+
+use std::{
+    ffi::{OsStr, OsString},
+    fmt,
+    path::Path,
+    process::{Command, ExitStatus, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+/// A command line, built like `std::process::Command` but printable and with errors
+/// that explain themselves.
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    current_dir: Option<std::path::PathBuf>,
+    /// What the command is for, in a few words ("building mock-service").
+    purpose: String,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>, purpose: impl Into<String>) -> Cmd {
+        Cmd {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            envs: Vec::new(),
+            current_dir: None,
+            purpose: purpose.into(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.current_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Runs to completion with inherited stdio; a non-zero exit is an error.
+    pub fn run(self) -> anyhow::Result<()> {
+        eprintln!("$ {self}");
+        let status = self
+            .command()
+            .status()
+            .map_err(|error| self.spawn_error(&error))?;
+        self.check(status)
+    }
+
+    /// Starts it in the background with stdout and stderr written to `log` (replaced), and
+    /// killed if the returned handle is dropped.
+    pub fn spawn_logged(self, log: &Path) -> anyhow::Result<tokio::process::Child> {
+        eprintln!("$ {self}  > {}", log.display());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(log)
+            .with_context(|| format!("opening the log file {}", log.display()))?;
+        let stderr = file
+            .try_clone()
+            .context("duplicating the log file handle")?;
+        let mut command = tokio::process::Command::from(self.command());
+        command
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(stderr)
+            .kill_on_drop(true);
+        command.spawn().map_err(|error| self.spawn_error(&error))
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
+        command
+    }
+
+    fn check(&self, status: ExitStatus) -> anyhow::Result<()> {
+        if status.success() {
+            Ok(())
+        } else {
+            bail!("{} failed ({status}): `{self}`", self.purpose)
+        }
+    }
+
+    fn spawn_error(&self, error: &std::io::Error) -> anyhow::Error {
+        let program = self.program.to_string_lossy();
+        if error.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!(
+                "{} needs `{program}`, which is not installed. {}",
+                self.purpose,
+                how_to_get(&program)
+            )
+        } else {
+            anyhow::anyhow!("{} could not start `{program}`: {error}", self.purpose)
+        }
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, value) in &self.envs {
+            write!(f, "{}={} ", key.to_string_lossy(), quoted(value))?;
+        }
+        write!(f, "{}", quoted(&self.program))?;
+        for arg in &self.args {
+            write!(f, " {}", quoted(arg))?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes a word for display only when a shell would need it.
+fn quoted(word: &OsStr) -> String {
+    let word = word.to_string_lossy();
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c));
+    if plain {
+        word.into_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Where a tool comes from: the dev shell has them all.
+pub fn how_to_get(program: &str) -> String {
+    let package = match program {
+        "prometheus" | "promtool" => "Debian/Ubuntu: `apt-get install prometheus`",
+        "grafana" | "grafana-server" => "the `grafana` package",
+        "otelcol" | "otelcol-contrib" => "the `opentelemetry-collector` (or `-contrib`) package",
+        "jaeger" | "jaeger-all-in-one" => "the `jaeger` package (Jaeger v2, or v1 all-in-one)",
+        "docker" => "Docker Engine or Docker Desktop",
+        "kind" => "kind (https://kind.sigs.k8s.io)",
+        "kubectl" => "kubectl",
+        "tilt" => "Tilt",
+        _ => "your package manager",
+    };
+    format!(
+        "Run inside `nix develop` (the dev shell has every tool), or install it from {package}."
+    )
+}
+
+/// Finds `program` on PATH, like `which`.
+pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && is_executable(&m))
+        })
+}
+
+#[cfg(unix)]
+fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    metadata.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_print_as_a_shell_would_read_them() {
+        let cmd = Cmd::new("kubectl", "deploying")
+            .env("KUBECONFIG", "/tmp/k config")
+            .args([
+                "--context",
+                "kind-monitoring-demo",
+                "apply",
+                "-k",
+                "manifests/overlays/kind",
+            ]);
+        assert_eq!(
+            cmd.to_string(),
+            "KUBECONFIG='/tmp/k config' kubectl --context kind-monitoring-demo apply -k manifests/overlays/kind"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_named_with_how_to_get_it() {
+        let error = Cmd::new("prometheus-that-does-not-exist", "starting Prometheus")
+            .run()
+            .expect_err("not installed");
+        let message = error.to_string();
+        assert!(
+            message.contains("starting Prometheus needs `prometheus-that-does-not-exist`"),
+            "{message}"
+        );
+        assert!(message.contains("nix develop"), "{message}");
+    }
+
+    #[test]
+    fn a_failing_command_says_what_was_being_done() {
+        let error = Cmd::new("false", "checking the flake")
+            .run()
+            .expect_err("fails");
+        assert!(
+            error.to_string().starts_with("checking the flake failed"),
+            "{error}"
+        );
+    }
+}

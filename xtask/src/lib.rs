@@ -1,0 +1,56 @@
+//! The commands behind `cargo xtask`, one module each (`main.rs` only parses and
+//! dispatches), and the helpers they share.
+
+pub mod cmd;
+pub mod local;
+pub mod prometheus_config;
+pub mod smoke;
+pub mod traffic;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The repository's root (xtask lives one level down).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or(manifest.clone(), std::path::Path::to_path_buf)
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Run, drive and check the observability playground",
+    after_help = "\
+Examples:
+  cargo xtask local                     # the mesh and the tools on PATH, on this machine
+  cargo xtask smoke                     # the guide's smoke tests against localhost:30080
+  cargo xtask traffic --duration 600    # ten minutes of the guide's traffic mix"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the seven services (and Prometheus, Grafana, Jaeger if installed) as local processes
+    Local(local::LocalArgs),
+    /// Send realistic traffic to the gateway; report throughput, latency and errors
+    Traffic(Box<traffic::TrafficArgs>),
+    /// Check health, data, action, error and the metric names: pass or fail, per check
+    Smoke(smoke::SmokeArgs),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Local(args) => args.run().await,
+            Command::Traffic(args) => args.run().await,
+            Command::Smoke(args) => args.run().await,
+        }
+    }
+}

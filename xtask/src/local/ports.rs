@@ -1,0 +1,88 @@
+//! The fixed local ports, and a clear error when one is taken.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use mock_service::topology::Topology;
+
+/// The gateway's port: the kind cluster's NodePort, so the guide's
+/// `curl http://localhost:30080/...` works in both modes.
+pub const GATEWAY_PORT: u16 = 30080;
+
+/// gateway-service on 30080, the others on 30081, 30082, ... in topology order.
+pub fn service_ports(topology: &Topology) -> BTreeMap<String, u16> {
+    let mut next = GATEWAY_PORT + 1;
+    topology
+        .services()
+        .map(|service| {
+            let port = if service.name == "gateway-service" {
+                GATEWAY_PORT
+            } else {
+                next += 1;
+                next - 1
+            };
+            (service.name.clone(), port)
+        })
+        .collect()
+}
+
+/// Fails, naming the port and its likely owner, if any port cannot be bound on loopback.
+pub fn check_free(ports: impl IntoIterator<Item = u16>) -> anyhow::Result<()> {
+    let taken: Vec<String> = ports
+        .into_iter()
+        .filter(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+        .map(|port| {
+            format!(
+                "  port {port} is in use, probably by {}",
+                likely_owner(port)
+            )
+        })
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    bail!("cannot start the local mesh:\n{}", taken.join("\n"))
+}
+
+fn likely_owner(port: u16) -> &'static str {
+    match port {
+        30080 => {
+            "the kind cluster's gateway NodePort (`cargo xtask cluster down`) or another \
+             `cargo xtask local` (`cargo xtask local --stop`)"
+        }
+        30081..=30099 => "another `cargo xtask local` (`cargo xtask local --stop`)",
+        9090 => "another Prometheus (the kind cluster's: `cargo xtask cluster down`)",
+        3000 => "another Grafana, or a web dev server",
+        16686 | 14317 => "another Jaeger",
+        4317 | 4318 | 13133 => "another OpenTelemetry Collector or Jaeger",
+        _ => "another program (`ss -ltnp` shows which)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_gets_the_guides_port_and_the_others_follow() {
+        let ports = service_ports(&Topology::guide());
+        assert_eq!(ports["gateway-service"], 30080);
+        let mut others: Vec<u16> = ports
+            .iter()
+            .filter(|(n, _)| *n != "gateway-service")
+            .map(|(_, p)| *p)
+            .collect();
+        others.sort_unstable();
+        assert_eq!(others, (30081..=30086).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_taken_port_is_named_with_its_likely_owner() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let error = check_free([port]).expect_err("taken").to_string();
+        assert!(error.contains(&format!("port {port} is in use")), "{error}");
+        drop(listener);
+        assert!(check_free([port]).is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! End to end: `cargo xtask local` with a real Prometheus, then `smoke`, ten seconds of
+//! `traffic`, Prometheus's view of all seven targets, and `local --stop` leaving no
+//! process and no bound port behind. CI installs Prometheus (`.ci/run`); elsewhere the
+//! test is skipped, loudly, when it is missing.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use xtask::cmd::find_on_path;
+
+const PORTS: [u16; 8] = [30080, 30081, 30082, 30083, 30084, 30085, 30086, 9090];
+
+fn xtask(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("run xtask")
+}
+
+fn prometheus_query(query: &str) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:9090/api/v1/query?query={}", encode(query));
+    let body = reqwest::blocking_get(&url);
+    serde_json::from_str(&body).expect("Prometheus answers JSON")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The single number an instant query returns, if any.
+fn scalar(response: &serde_json::Value) -> Option<f64> {
+    response["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+mod reqwest {
+    /// A tiny blocking GET on a runtime of its own: the test itself is synchronous.
+    pub fn blocking_get(url: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            ::reqwest::get(url)
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body")
+        })
+    }
+}
+
+#[test]
+fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
+    if find_on_path("prometheus").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Prometheus (see .ci/run)"
+        );
+        eprintln!(
+            "SKIPPED: prometheus is not installed (apt-get install prometheus, or nix develop)"
+        );
+        return;
+    }
+    for port in PORTS {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: stop what uses it (cargo xtask local --stop?) before this test"
+        );
+    }
+
+    let mut local = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("local")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start xtask local");
+    let stdout = local.stdout.take().expect("stdout");
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("The mesh is up") {
+                let _ = up_tx.send(());
+            }
+        }
+    });
+    // Generous: the first run may build mock-service.
+    up_rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the local mesh comes up");
+
+    let smoke = xtask(&["smoke"]);
+    let smoke_out = String::from_utf8_lossy(&smoke.stdout);
+    assert!(smoke.status.success(), "{smoke_out}");
+    assert!(smoke_out.contains("5 passed, 0 failed"), "{smoke_out}");
+
+    let json = std::env::temp_dir().join(format!("xtask-e2e-{}.json", std::process::id()));
+    let traffic = xtask(&[
+        "traffic",
+        "--duration",
+        "10",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        traffic.status.success(),
+        "{}",
+        String::from_utf8_lossy(&traffic.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("--json written"))
+            .expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        report["total"]["requests"].as_u64().expect("requests") > 10,
+        "{report}"
+    );
+    assert_eq!(
+        report["total"]["failures"], 0,
+        "unexpected failures: {report}"
+    );
+
+    // Prometheus scrapes every 5 s: all seven targets up, all seven reporting requests.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = scalar(&prometheus_query(r#"count(up{job="services"} == 1)"#));
+        let reporting = scalar(&prometheus_query(
+            "count(count by (service_name) (http_requests_total))",
+        ));
+        if up == Some(7.0) && reporting == Some(7.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus sees up={up:?}, reporting={reporting:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let pids: Vec<i32> = std::fs::read_dir(xtask::local::state_dir().join("pids"))
+        .expect("pid files")
+        .filter_map(|e| {
+            std::fs::read_to_string(e.ok()?.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 8, "seven services and Prometheus");
+
+    let stop = xtask(&["local", "--stop"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let status = local.wait().expect("xtask local exits");
+    assert!(status.success(), "xtask local: {status}");
+
+    for pid in pids {
+        assert!(
+            !xtask::local::alive(pid),
+            "process {pid} outlived `cargo xtask local --stop`"
+        );
+    }
+    for port in PORTS {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} still bound"
+        );
+    }
+}
