@@ -78,6 +78,14 @@ impl AppState {
             .registry()
             .register(Box::new(business_events.clone()))?;
         let downstream = DownstreamClient::new(metrics.downstream.clone(), downstream_timeout)?;
+        for dependency in service.dependencies() {
+            metrics.downstream.declare(dependency);
+        }
+        for event in Route::ALL.iter().filter_map(|route| service.plan(*route).event.as_deref()) {
+            for status in ["success", "failure"] {
+                business_events.with_label_values(&[event, status]);
+            }
+        }
 
         let behaviour = |route: Route| -> anyhow::Result<RouteBehaviour> {
             let RoutePlan {

@@ -131,6 +131,15 @@ impl HttpMetrics {
 }
 
 impl DownstreamMetrics {
+    /// Creates the series of a dependency at zero, before any call: a dashboard's
+    /// `rate(downstream_requests_total{status="error"}[1m])` then shows 0, not "No data",
+    /// and alerts on it can tell "no errors" from "no metrics" (Prometheus's advice:
+    /// initialise the label values you know of).
+    pub fn declare(&self, target: &str) {
+        self.requests.with_label_values(&[target, "error"]);
+        self.duration.with_label_values(&[target]);
+    }
+
     pub(crate) fn observe(&self, target: &str, status: &str, elapsed: Duration) {
         self.requests.with_label_values(&[target, status]).inc();
         self.duration
