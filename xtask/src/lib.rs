@@ -2,6 +2,7 @@
 //! dispatches), and the helpers they share.
 
 pub mod cmd;
+pub mod dashboards;
 pub mod local;
 pub mod prometheus_config;
 pub mod smoke;
@@ -43,6 +44,8 @@ pub enum Command {
     Traffic(Box<traffic::TrafficArgs>),
     /// Check health, data, action, error and the metric names: pass or fail, per check
     Smoke(smoke::SmokeArgs),
+    /// Lint the Grafana dashboards (datasources, PromQL) and reload the local Grafana
+    Dashboards(dashboards::DashboardsArgs),
 }
 
 impl Command {
@@ -51,6 +54,7 @@ impl Command {
             Command::Local(args) => args.run().await,
             Command::Traffic(args) => args.run().await,
             Command::Smoke(args) => args.run().await,
+            Command::Dashboards(args) => args.run().await,
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Prometheus scrape configuration, generated for `cargo xtask local` (static targets).
+//! The Prometheus configuration, from one place: static targets for `cargo xtask local`,
+//! Kubernetes pod discovery for the cluster (`prometheus/prometheus-kubernetes.yml`, which
+//! a test keeps equal to [`kubernetes`]). Both use the same job name, target labels and
+//! rule files, so the dashboards and alerts work unchanged on either.
 //!
 //! Target labels are chosen not to collide with metric labels: the services' metrics
 //! carry `service_name` and `service`; a target label of the same name would make
@@ -9,6 +12,57 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
 /// How often the services are scraped: often enough that a 10-second demo shows data.
 pub const SCRAPE_INTERVAL: &str = "5s";
+
+/// Where the committed cluster configuration lives, relative to the repository root.
+pub const KUBERNETES_CONFIG: &str = "prometheus/prometheus-kubernetes.yml";
+
+/// The cluster's configuration: every pod of namespace `services` annotated
+/// `prometheus.io/scrape: "true"`, on its `prometheus.io/port`, labelled `app`,
+/// `namespace` and `pod`. Pod labels are not copied wholesale (`labelmap`): a pod label
+/// named `service` would clash with the metrics' own `service` label.
+pub fn kubernetes() -> String {
+    format!(
+        r#"# Generated from xtask/src/prometheus_config.rs; do not edit by hand.
+# Regenerate: UPDATE_EXPECT=1 cargo test -p xtask --test prometheus
+global:
+  scrape_interval: {SCRAPE_INTERVAL}
+  evaluation_interval: {SCRAPE_INTERVAL}
+rule_files:
+  - /etc/prometheus/rules/*.yml
+scrape_configs:
+  - job_name: services
+    kubernetes_sd_configs:
+      - role: pod
+        namespaces:
+          names: [services]
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+        action: keep
+        regex: "true"
+      - source_labels: [__meta_kubernetes_pod_phase]
+        action: drop
+        regex: Pending|Succeeded|Failed
+      - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+        action: replace
+        regex: ([^:]+)(?::\d+)?;(\d+)
+        replacement: $1:$2
+        target_label: __address__
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+        action: replace
+        regex: (.+)
+        target_label: __metrics_path__
+      - source_labels: [__meta_kubernetes_pod_label_app]
+        target_label: app
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+  - job_name: prometheus
+    static_configs:
+      - targets: ['localhost:9090']
+"#
+    )
+}
 
 pub fn local(service_ports: &BTreeMap<String, u16>, root: &Path) -> String {
     let mut config = format!(

@@ -46,6 +46,72 @@ fn scalar(response: &serde_json::Value) -> Option<f64> {
         .ok()
 }
 
+/// Every query of every panel, with Grafana's variables substituted (`$service` by each
+/// of the seven services), returns at least one series from the real Prometheus.
+fn every_dashboard_query_returns_data() {
+    use xtask::dashboards::{dashboards_dir, load, panel_queries, substitute};
+
+    // The recording rules are evaluated every 5 s: wait for their first results.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar(&prometheus_query(
+        "count(service_name_le:http_request_duration_seconds_bucket:rate5m)",
+    ))
+    .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the recording rules produced nothing"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let services = mock_service::topology::Topology::guide();
+    let queries = panel_queries(&load(&dashboards_dir()).expect("dashboards"));
+    let mut pending: Vec<(String, String)> = Vec::new();
+    for query in &queries {
+        let values: Vec<&str> = if query.expr.contains("$service") {
+            services.service_names()
+        } else {
+            vec!["-"]
+        };
+        for service in values {
+            let label = format!("{} / {} (service={service})", query.dashboard, query.panel);
+            pending.push((label, substitute(&query.expr, service)));
+        }
+    }
+    let evaluated = pending.len();
+    // A series born late in the short traffic run needs a second scrape before `rate`
+    // sees it: ask again for a while, then report what is still empty.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut empty = Vec::new();
+        for (label, expr) in pending {
+            let response = prometheus_query(&expr);
+            let series = response["data"]["result"].as_array().map_or(0, Vec::len);
+            if response["status"] != "success" || series == 0 {
+                empty.push((label, expr));
+            }
+        }
+        if empty.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let report: Vec<String> = empty
+                .iter()
+                .map(|(label, expr)| format!("{label}: {expr}"))
+                .collect();
+            panic!(
+                "{} of {evaluated} panel queries returned no series:\n{}",
+                empty.len(),
+                report.join("\n")
+            );
+        }
+        pending = empty;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("{evaluated} panel queries evaluated, each returned data");
+}
+
 mod reqwest {
     /// A tiny blocking GET on a runtime of its own: the test itself is synchronous.
     pub fn blocking_get(url: &str) -> String {
@@ -150,6 +216,8 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    every_dashboard_query_returns_data();
 
     let pids: Vec<i32> = std::fs::read_dir(xtask::local::state_dir().join("pids"))
         .expect("pid files")

@@ -81,7 +81,10 @@ impl AppState {
         for dependency in service.dependencies() {
             metrics.downstream.declare(dependency);
         }
-        for event in Route::ALL.iter().filter_map(|route| service.plan(*route).event.as_deref()) {
+        for event in Route::ALL
+            .iter()
+            .filter_map(|route| service.plan(*route).event.as_deref())
+        {
             for status in ["success", "failure"] {
                 business_events.with_label_values(&[event, status]);
             }

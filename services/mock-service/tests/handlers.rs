@@ -86,13 +86,20 @@ async fn health_ready_and_metrics() {
 
 #[tokio::test]
 async fn error_and_failure_series_exist_at_zero_before_any_traffic() {
-    let urls = [("user-service", "http://u"), ("product-service", "http://p"), ("payment-service", "http://q")];
+    let urls = [
+        ("user-service", "http://u"),
+        ("product-service", "http://p"),
+        ("payment-service", "http://q"),
+    ];
     let metrics = state("order-service", &urls).metrics().render();
     for dependency in ["user-service", "product-service", "payment-service"] {
         let series = format!(
             r#"downstream_requests_total{{service="{dependency}",status="error",service_name="order-service"}} 0"#
         );
-        assert!(metrics.contains(&series), "{series} missing from\n{metrics}");
+        assert!(
+            metrics.contains(&series),
+            "{series} missing from\n{metrics}"
+        );
     }
     let failure = r#"business_events_total{event_type="order_created",status="failure",service_name="order-service"} 0"#;
     assert!(metrics.contains(failure), "{metrics}");
