@@ -160,7 +160,6 @@ pub fn lint(dashboards: &[(PathBuf, Value)], datasource_uids: &BTreeSet<String>)
             {
                 problems.push(format!("{at}: panel id {id} is used twice"));
             }
-            }
             if panel["description"].as_str().is_none_or(str::is_empty) {
                 problems.push(format!(
                     "{at}: no description (say what question the panel answers)"
