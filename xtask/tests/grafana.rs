@@ -98,3 +98,23 @@ fn provisioning_reads_its_addresses_from_the_environment() {
     let provider = std::fs::read_to_string(root.join("dashboards/dashboards.yaml")).expect("read");
     assert!(provider.contains("path: ${DASHBOARDS_DIR}"));
 }
+
+#[test]
+fn the_readme_describes_every_panel() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README");
+    let dashboards = load(&dashboards_dir()).expect("dashboards load");
+    for (_, dashboard) in &dashboards {
+        let title = dashboard["title"].as_str().expect("title");
+        assert!(
+            readme.contains(&format!("**{title}**")),
+            "README does not describe {title}"
+        );
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            let name = panel["title"].as_str().expect("title");
+            assert!(
+                readme.contains(&format!("*{name}*")),
+                "README does not describe panel {title} / {name}"
+            );
+        }
+    }
+}
