@@ -69,6 +69,30 @@ impl Cmd {
         self.check(status)
     }
 
+    /// Runs to completion and returns its stdout, trimmed; a non-zero exit is an error.
+    pub fn read(self) -> anyhow::Result<String> {
+        eprintln!("$ {self}");
+        let output = self
+            .command()
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|error| self.spawn_error(&error))?;
+        self.check(output.status)?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Runs it quietly and says whether it succeeded: for questions like "does this
+    /// image exist?". A missing program is still an error.
+    pub fn succeeds(self) -> anyhow::Result<bool> {
+        let status = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|error| self.spawn_error(&error))?;
+        Ok(status.success())
+    }
+
     /// Starts it in the background with stdout and stderr written to `log` (replaced), and
     /// killed if the returned handle is dropped.
     pub fn spawn_logged(self, log: &Path) -> anyhow::Result<tokio::process::Child> {

@@ -1,6 +1,7 @@
 //! The commands behind `cargo xtask`, one module each (`main.rs` only parses and
 //! dispatches), and the helpers they share.
 
+pub mod cluster;
 pub mod cmd;
 pub mod dashboards;
 pub mod local;
@@ -46,6 +47,18 @@ pub enum Command {
     Smoke(smoke::SmokeArgs),
     /// Lint the Grafana dashboards (datasources, PromQL) and reload the local Grafana
     Dashboards(dashboards::DashboardsArgs),
+    /// Create, delete or inspect the kind cluster monitoring-demo
+    Cluster(cluster::lifecycle::ClusterArgs),
+    /// Build the static service binary on the host and its image, tagged by content
+    Images(cluster::images::ImagesArgs),
+    /// Load the image built last into the kind nodes
+    Load(cluster::deploy::LoadArgs),
+    /// Apply the kind overlay with that image and wait for every rollout
+    Deploy(cluster::deploy::DeployArgs),
+    /// All of it in order: cluster, image, load, deploy, smoke test
+    Up(cluster::up::UpArgs),
+    /// Delete the cluster, the images xtask built and the generated state
+    Clean(cluster::clean::CleanArgs),
 }
 
 impl Command {
@@ -55,6 +68,12 @@ impl Command {
             Command::Traffic(args) => args.run().await,
             Command::Smoke(args) => args.run().await,
             Command::Dashboards(args) => args.run().await,
+            Command::Cluster(args) => args.run(),
+            Command::Images(args) => args.run(),
+            Command::Load(args) => args.run(),
+            Command::Deploy(args) => args.run(),
+            Command::Up(args) => args.run().await,
+            Command::Clean(args) => args.run().await,
         }
     }
 }

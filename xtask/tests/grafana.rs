@@ -118,3 +118,43 @@ fn the_readme_describes_every_panel() {
         }
     }
 }
+
+#[test]
+fn the_cluster_refresh_applies_exactly_the_dashboards_configmap() {
+    if xtask::cmd::find_on_path("kubectl").is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs kubectl");
+        eprintln!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let rendered = std::process::Command::new("kubectl")
+        .args([
+            "kustomize",
+            xtask::cluster::LOAD_RESTRICTOR,
+            xtask::cluster::OVERLAY,
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .current_dir(workspace_root())
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let configmap =
+        xtask::dashboards::dashboards_configmap(&String::from_utf8_lossy(&rendered.stdout))
+            .expect("found");
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&configmap).expect("yaml");
+    assert_eq!(value["metadata"]["name"], "grafana-dashboards");
+    for (path, _) in load(&dashboards_dir()).expect("dashboards") {
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            value["data"][file.as_str()].is_string(),
+            "{file} missing from the ConfigMap"
+        );
+    }
+}

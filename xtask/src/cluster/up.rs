@@ -1,0 +1,74 @@
+//! `cargo xtask up`: everything, in order, with progress: the cluster, the image, its
+//! loading, the deployment, and the smoke test against the gateway's NodePort.
+
+use std::time::Duration;
+
+use super::{Runner, deploy, images, lifecycle};
+use crate::smoke::SmokeArgs;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask up            # kind cluster, image, load, deploy, smoke test
+  cargo xtask up --dry-run  # the exact commands, in order")]
+pub struct UpArgs {
+    /// Print the commands instead of running them
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+const GATEWAY: &str = "http://localhost:30080";
+
+impl UpArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let runner = Runner {
+            dry_run: self.dry_run,
+        };
+        runner.require(&["docker", "kind", "kubectl"])?;
+        step(1, "the kind cluster");
+        lifecycle::up(runner)?;
+        step(2, "the mock-service binary and image");
+        images::build_binary(runner)?;
+        images::build_image(runner)?;
+        step(3, "loading the image into the nodes");
+        deploy::load(runner)?;
+        step(4, "deploying and waiting for the rollouts");
+        deploy::deploy(runner)?;
+        step(5, "smoke test through the gateway NodePort");
+        if runner.dry_run {
+            println!("cargo xtask smoke --target {GATEWAY}");
+            return Ok(());
+        }
+        wait_for_gateway().await;
+        SmokeArgs {
+            target: GATEWAY.to_owned(),
+        }
+        .run()
+        .await?;
+        eprintln!(
+            "\nThe mesh runs in kind: gateway {GATEWAY}, Prometheus http://localhost:9090, \
+             Grafana http://localhost:3000 (admin/admin), Jaeger http://localhost:16686"
+        );
+        Ok(())
+    }
+}
+
+fn step(n: u32, what: &str) {
+    eprintln!("[{n}/5] {what}");
+}
+
+/// The NodePort answers a little after the rollout: kube-proxy has to catch up.
+async fn wait_for_gateway() {
+    let client = reqwest::Client::new();
+    for _ in 0..60 {
+        if client
+            .get(format!("{GATEWAY}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
