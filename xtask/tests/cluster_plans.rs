@@ -23,15 +23,8 @@ fn plan(args: &[&str]) -> Vec<String> {
 const IMAGE: &str = "'mock-service:<sha256 of target/image/mock-service>'";
 
 fn rollouts() -> Vec<String> {
-    let services = [
-        "gateway-service",
-        "order-service",
-        "user-service",
-        "product-service",
-        "inventory-service",
-        "payment-service",
-        "notification-service",
-    ];
+    let topology = mock_service::topology::Topology::guide();
+    let services = topology.service_names();
     let monitoring = ["prometheus", "grafana", "otel-collector", "jaeger"];
     services
         .iter()
