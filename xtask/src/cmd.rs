@@ -93,6 +93,19 @@ impl Cmd {
         Ok(status.success())
     }
 
+    /// Starts it in the background with its stdout piped to the caller (stderr dropped),
+    /// killed when the handle is dropped: for helpers like `kubectl port-forward`.
+    pub fn spawn_piped(self) -> anyhow::Result<tokio::process::Child> {
+        eprintln!("$ {self}");
+        let mut command = tokio::process::Command::from(self.command());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        command.spawn().map_err(|error| self.spawn_error(&error))
+    }
+
     /// Starts it in the background with stdout and stderr written to `log` (replaced), and
     /// killed if the returned handle is dropped.
     pub fn spawn_logged(self, log: &Path) -> anyhow::Result<tokio::process::Child> {

@@ -1,11 +1,13 @@
 //! The commands behind `cargo xtask`, one module each (`main.rs` only parses and
 //! dispatches), and the helpers they share.
 
+pub mod chaos;
 pub mod cluster;
 pub mod cmd;
 pub mod dashboards;
 pub mod local;
 pub mod prometheus_config;
+pub mod scenario;
 pub mod smoke;
 pub mod traffic;
 
@@ -47,6 +49,10 @@ pub enum Command {
     Smoke(smoke::SmokeArgs),
     /// Lint the Grafana dashboards (datasources, PromQL) and reload the local Grafana
     Dashboards(dashboards::DashboardsArgs),
+    /// Run one of the guide's demo scenarios: faults, traffic, what to watch, clean-up
+    Scenario(scenario::ScenarioArgs),
+    /// Inject or clear faults (latency, errors, an unreachable dependency) in a service
+    Chaos(chaos::ChaosArgs),
     /// Create, delete or inspect the kind cluster monitoring-demo
     Cluster(cluster::lifecycle::ClusterArgs),
     /// Build the static service binary on the host and its image, tagged by content
@@ -68,6 +74,8 @@ impl Command {
             Command::Traffic(args) => args.run().await,
             Command::Smoke(args) => args.run().await,
             Command::Dashboards(args) => args.run().await,
+            Command::Chaos(args) => args.run().await,
+            Command::Scenario(args) => args.run().await,
             Command::Cluster(args) => args.run(),
             Command::Images(args) => args.run(),
             Command::Load(args) => args.run(),

@@ -38,6 +38,26 @@ fn bad_values_name_their_flag() {
         ),
         (&["traffic", "--scenario", "sideways"], "--scenario"),
         (&["smoke", "--colour"], "--colour"),
+        (
+            &["chaos", "inventory-service", "--error-rate", "2"],
+            "--error-rate",
+        ),
+        (
+            &["chaos", "inventory-service", "--status", "200"],
+            "--status",
+        ),
+        (
+            &["chaos", "inventory-service", "--latency", "soon"],
+            "--latency",
+        ),
+        (&["chaos", "inventory-service", "--for", "ever"], "--for"),
+        (
+            &["chaos", "inventory-service", "--clear", "--latency", "1s"],
+            "--clear",
+        ),
+        (&["scenario", "chaotic"], "chaotic"),
+        (&["traffic", "--chaos", "sometimes"], "--chaos"),
+        (&["traffic", "--seed", "3"], "--chaos"),
     ] {
         let error = parse(args).expect_err("must be rejected").to_string();
         assert!(error.contains(flag), "{args:?}: {error}");

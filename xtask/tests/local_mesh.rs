@@ -11,7 +11,10 @@ use std::{
 
 use xtask::cmd::find_on_path;
 
-const PORTS: [u16; 8] = [30080, 30081, 30082, 30083, 30084, 30085, 30086, 9090];
+const PORTS: [u16; 15] = [
+    30080, 30081, 30082, 30083, 30084, 30085, 30086, 31080, 31081, 31082, 31083, 31084, 31085,
+    31086, 9090,
+];
 
 fn xtask(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -44,6 +47,111 @@ fn scalar(response: &serde_json::Value) -> Option<f64> {
         .as_str()?
         .parse()
         .ok()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn faults_in_force() -> Vec<String> {
+    let status = xtask(&["chaos", "status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    stdout(&status)
+        .lines()
+        .filter(|l| !l.ends_with("no fault"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `chaos` sets and clears; `scenario` clears what it set, also when cancelled with
+/// Ctrl+C; `traffic --chaos random` leaves nothing behind.
+fn faults_are_set_shown_and_always_cleared() {
+    let set = xtask(&[
+        "chaos",
+        "inventory-service",
+        "--latency",
+        "50ms",
+        "--for",
+        "1m",
+    ]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert_eq!(
+        faults_in_force(),
+        ["inventory-service (local): latency 50 ms, for 60 s more"]
+    );
+    assert!(
+        xtask(&["chaos", "inventory-service", "--clear"])
+            .status
+            .success()
+    );
+    assert!(faults_in_force().is_empty());
+
+    let scenario = xtask(&["scenario", "errors", "--duration", "3"]);
+    assert!(
+        scenario.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scenario.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&scenario.stderr)
+            .contains("fault set: payment-service (local): errors 30% (500)")
+    );
+    assert!(
+        faults_in_force().is_empty(),
+        "the scenario left a fault behind"
+    );
+
+    let mut cancelled = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["scenario", "degradation", "--duration", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a scenario");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faults_in_force().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the scenario never set its fault"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = nix::unistd::Pid::from_raw(cancelled.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("Ctrl+C");
+    let status = cancelled.wait().expect("the scenario exits");
+    assert!(
+        status.success(),
+        "a cancelled scenario still ends cleanly: {status}"
+    );
+    assert!(
+        faults_in_force().is_empty(),
+        "a cancelled scenario left a fault behind"
+    );
+
+    let random = xtask(&[
+        "traffic",
+        "--duration",
+        "6",
+        "--chaos",
+        "random",
+        "--seed",
+        "3",
+    ]);
+    let stderr = String::from_utf8_lossy(&random.stderr);
+    assert!(random.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("seed 3") && stderr.contains("[chaos] all faults cleared"),
+        "{stderr}"
+    );
+    assert!(faults_in_force().is_empty());
 }
 
 /// Every query of every panel, with Grafana's variables substituted (`$service` by each
@@ -218,6 +326,7 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     }
 
     every_dashboard_query_returns_data();
+    faults_are_set_shown_and_always_cleared();
 
     let pids: Vec<i32> = std::fs::read_dir(xtask::local::state_dir().join("pids"))
         .expect("pid files")

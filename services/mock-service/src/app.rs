@@ -23,7 +23,13 @@ use prometheus::{IntCounterVec, Opts};
 use serde_json::{Value, json};
 use telemetry::{DownstreamClient, DownstreamError, Metrics};
 
-use crate::topology::{Route, RoutePlan, Service};
+use crate::{
+    faults::{self, Faults},
+    topology::{Route, RoutePlan, Service},
+};
+
+/// Where calls to a dependency marked unreachable go: nothing listens on port 1.
+const UNREACHABLE: &str = "http://127.0.0.1:1/";
 
 /// Bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -42,6 +48,7 @@ struct Inner {
     downstream: DownstreamClient,
     metrics: Metrics,
     business_events: IntCounterVec,
+    faults: Faults,
     ready: AtomicBool,
 }
 
@@ -77,6 +84,23 @@ impl AppState {
         metrics
             .registry()
             .register(Box::new(business_events.clone()))?;
+        let injections = IntCounterVec::new(
+            Opts::new(
+                "fault_injections_total",
+                "Faults injected through the admin API, by kind.",
+            ),
+            &["kind"],
+        )?;
+        metrics.registry().register(Box::new(injections.clone()))?;
+        for kind in ["latency", "error", "unreachable"] {
+            injections.with_label_values(&[kind]);
+        }
+        let dependencies = service
+            .dependencies()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let faults = Faults::new(injections, dependencies);
         let downstream = DownstreamClient::new(metrics.downstream.clone(), downstream_timeout)?;
         for dependency in service.dependencies() {
             metrics.downstream.declare(dependency);
@@ -124,12 +148,21 @@ impl AppState {
             downstream,
             metrics,
             business_events,
+            faults,
             ready: AtomicBool::new(true),
         })))
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.0.faults
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
     }
 
     /// `/ready` answers 503 once this is false (set when shutdown starts), so that
@@ -151,6 +184,11 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Inside the server span and the HTTP metrics, so injected faults show in both.
+        .layer(middleware::from_fn_with_state(
+            state.0.faults.clone(),
+            faults::inject,
+        ))
         .layer(middleware::from_fn_with_state(
             state.0.metrics.http.clone(),
             telemetry::observe_http,
@@ -181,7 +219,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn data(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let inner = &state.0;
-    let called = perform(inner, &inner.data).await?;
+    let called = perform(inner, Route::Data).await?;
     count_event(inner, &inner.data, "success");
     Ok(Json(json!({
         "service": inner.name,
@@ -202,7 +240,7 @@ async fn action(
         })?;
     }
     let inner = &state.0;
-    match perform(inner, &inner.action).await {
+    match perform(inner, Route::Action).await {
         Ok(called) => {
             count_event(inner, &inner.action, "success");
             Ok(Json(json!({
@@ -256,10 +294,11 @@ const ENDPOINTS: [&str; 7] = [
 
 /// Simulated work, then the route's calls in order (each with its probability). Returns
 /// the services called; the first failing call fails the request.
-async fn perform<'a>(
-    inner: &'a Inner,
-    route: &'a RouteBehaviour,
-) -> Result<Vec<&'a str>, AppError> {
+async fn perform(inner: &Inner, route_name: Route) -> Result<Vec<&str>, AppError> {
+    let route = match route_name {
+        Route::Data => &inner.data,
+        Route::Action => &inner.action,
+    };
     if let Some(work_ms) = &route.work_ms {
         let work = fastrand::u64(work_ms.clone());
         if work > 0 {
@@ -271,9 +310,17 @@ async fn perform<'a>(
         if call.probability < 1.0 && fastrand::f64() >= call.probability {
             continue;
         }
+        // An injected "unreachable" fault sends the call where nothing listens (port 1 on
+        // loopback), so the real client meets a real refused connection: the same error,
+        // metrics and span as an outage.
+        let url = if inner.faults.unreachable(&call.to, route_name.path()) {
+            UNREACHABLE
+        } else {
+            call.url.as_str()
+        };
         inner
             .downstream
-            .call(&call.to, call.route.method(), &call.url)
+            .call(&call.to, call.route.method(), url)
             .await
             .map_err(AppError::Dependency)?;
         called.push(call.to.as_str());

@@ -16,6 +16,7 @@ Environment:
   SERVICE_NAME             which service to play (required), e.g. gateway-service
   HOST                     address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
   PORT                     port to listen on (default 8080; 0 picks a free one)
+  ADMIN_PORT               fault-injection API, on 127.0.0.1 only (default 9901; 0 picks one)
   TOPOLOGY_FILE            call graph to use (default: the guide's, built in)
   <NAME>_URL               base URL of a dependency, e.g. PRODUCT_SERVICE_URL
                            (default http://<name>, its Kubernetes Service)
@@ -35,6 +36,10 @@ pub struct Config {
     pub service_name: String,
     pub host: IpAddr,
     pub port: u16,
+    /// The admin (fault injection) API's port, always on 127.0.0.1: reached locally, or
+    /// in a cluster through `kubectl port-forward` (the Kubernetes API), never through a
+    /// Service.
+    pub admin_port: u16,
     pub topology: Topology,
     /// Base URL of each service this one calls.
     pub dependency_urls: HashMap<String, String>,
@@ -87,6 +92,7 @@ impl Config {
         Ok(Config {
             host: parse_var(&env, "HOST", "127.0.0.1".parse()?)?,
             port: parse_var(&env, "PORT", 8080)?,
+            admin_port: parse_var(&env, "ADMIN_PORT", 9901)?,
             downstream_timeout: Duration::from_millis(parse_var(
                 &env,
                 "DOWNSTREAM_TIMEOUT_MS",

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod faults;
 pub mod server;
 pub mod topology;
 

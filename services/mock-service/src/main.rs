@@ -52,6 +52,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "listening"
     );
 
+    let admin = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, config.admin_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on 127.0.0.1:{} for the admin API (ADMIN_PORT)",
+                config.admin_port
+            )
+        })?;
+    tracing::info!(address = %admin.local_addr()?, "admin API listening");
+    let admin_app =
+        mock_service::faults::admin_app(state.faults().clone(), config.service_name.clone());
+    // The admin API lives as long as the process; it has no in-flight work to drain.
+    tokio::spawn(async move { axum::serve(admin, admin_app).await });
+
     let drained = server::serve(
         listener,
         state,

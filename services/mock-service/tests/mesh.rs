@@ -11,6 +11,7 @@ const DOWNSTREAM_TIMEOUT: Duration = Duration::from_millis(500);
 
 struct Mesh {
     urls: HashMap<String, String>,
+    states: HashMap<String, AppState>,
     stops: HashMap<String, (oneshot::Sender<()>, JoinHandle<std::io::Result<bool>>)>,
     client: reqwest::Client,
 }
@@ -27,8 +28,10 @@ impl Mesh {
             listeners.push((service, listener));
         }
         let mut stops = HashMap::new();
+        let mut states = HashMap::new();
         for (service, listener) in listeners {
             let state = AppState::new(service, &urls, DOWNSTREAM_TIMEOUT).expect("state");
+            states.insert(service.name.clone(), state.clone());
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(server::serve(
                 listener,
@@ -45,6 +48,7 @@ impl Mesh {
         }
         Mesh {
             urls,
+            states,
             stops,
             client: reqwest::Client::new(),
         }
@@ -286,4 +290,78 @@ async fn random_paths_do_not_grow_the_series_count() {
         sample_sum(&after, "http_requests_total", &[("endpoint", "unmatched")]),
         1001.0
     );
+}
+
+/// Times `n` sequential `GET path` at `service`; returns the 95th percentile.
+async fn p95(mesh: &Mesh, service: &str, path: &str, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = std::time::Instant::now();
+        assert_eq!(mesh.get(service, path).await.0, 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[n * 95 / 100 - 1]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latency_on_inventory_shows_in_the_gateways_p95_and_clears() {
+    let mesh = Mesh::start().await;
+    let inventory = &mesh.states["inventory-service"];
+    let fault = serde_json::from_value(serde_json::json!({ "latency_ms": 250 })).expect("spec");
+    inventory.faults().set(fault).expect("valid");
+
+    // 70% of the gateway's /api/data reach inventory-service through product-service.
+    let slow = p95(&mesh, "gateway-service", "/api/data", 40).await;
+    assert!(
+        slow >= Duration::from_millis(250),
+        "gateway p95 {slow:?} with 250 ms on inventory-service"
+    );
+    let gateway = mesh.metrics("gateway-service").await;
+    let slow_buckets = sample_sum(
+        &gateway,
+        "http_request_duration_seconds_bucket",
+        &[("endpoint", "/api/data"), ("le", "0.25")],
+    );
+    let all = sample_sum(
+        &gateway,
+        "http_request_duration_seconds_count",
+        &[("endpoint", "/api/data")],
+    );
+    assert!(
+        slow_buckets < all * 0.5,
+        "most requests should be slower than 250 ms: {slow_buckets} of {all}"
+    );
+
+    inventory.faults().clear();
+    let normal = p95(&mesh, "gateway-service", "/api/data", 40).await;
+    assert!(
+        normal < Duration::from_millis(250),
+        "gateway p95 {normal:?} after clearing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_ratio_of_a_half_fails_about_half_and_clears() {
+    const REQUESTS: usize = 600;
+    let mesh = Mesh::start().await;
+    let user = &mesh.states["user-service"];
+    let fault = serde_json::from_value(serde_json::json!({ "error_rate": 0.5 })).expect("spec");
+    user.faults().set(fault).expect("valid");
+
+    let statuses: Vec<u16> = stream::iter(0..REQUESTS)
+        .map(|_| async { mesh.get("user-service", "/api/data").await.0 })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let errors = statuses.iter().filter(|s| **s == 500).count() as f64 / REQUESTS as f64;
+    // Binomial(600, 0.5): standard deviation 0.02; 0.1 is five of them.
+    assert!(
+        (0.4..=0.6).contains(&errors),
+        "{errors:.3} of requests failed"
+    );
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 500));
+
+    user.faults().clear();
+    assert!(p95(&mesh, "user-service", "/api/data", 20).await < Duration::from_secs(1));
 }

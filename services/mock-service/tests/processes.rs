@@ -33,6 +33,7 @@ struct ReceivedSpan {
     kind: i32,
     status: i32,
     attributes: HashMap<String, String>,
+    events: Vec<String>,
 }
 
 /// A real OTLP/gRPC trace receiver, keeping every span it is sent.
@@ -62,6 +63,7 @@ impl TraceService for Receiver {
                     kind: span.kind,
                     status: span.status.map_or(0, |s| s.code),
                     attributes: attributes(&span.attributes),
+                    events: span.events.iter().map(|e| e.name.clone()).collect(),
                 });
             }
         }
@@ -136,6 +138,7 @@ impl Service {
             .env("SERVICE_NAME", name)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
+            .env("ADMIN_PORT", "0")
             .envs(env.iter().cloned())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -328,6 +331,59 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
         .expect("error span");
     assert_eq!(error_span.status, SpanStatus::Error as i32);
     assert_eq!(error_span.attributes["http.response.status_code"], "500");
+
+    // An injected latency is an event on the affected server span.
+    let admin = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let logs = mesh["inventory-service"].log_lines();
+            if let Some(line) = logs
+                .into_iter()
+                .find(|l| l["message"] == "admin API listening")
+            {
+                return line["address"].as_str().expect("address").to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("inventory-service logs its admin address");
+    let fault = client
+        .put(format!("http://{admin}/faults"))
+        .body(r#"{"latency_ms": 50, "route": "/api/data"}"#)
+        .send()
+        .await
+        .expect("PUT /faults");
+    assert_eq!(fault.status(), 200);
+    let response = client
+        .post(format!("{gateway}/api/action"))
+        .send()
+        .await
+        .expect("action");
+    assert_eq!(response.status(), 200);
+    let spans = receiver
+        .wait_for("an inventory-service span with the fault event", |spans| {
+            spans.iter().any(|s| {
+                s.service == "inventory-service"
+                    && s.events.iter().any(|e| e.contains("fault injected"))
+            })
+        })
+        .await;
+    let faulted = spans
+        .iter()
+        .find(|s| {
+            s.service == "inventory-service"
+                && s.events.iter().any(|e| e.contains("fault injected"))
+        })
+        .expect("span");
+    assert_eq!(
+        (faulted.kind, faulted.name.as_str()),
+        (SpanKind::Server as i32, "GET /api/data")
+    );
+    client
+        .delete(format!("http://{admin}/faults"))
+        .send()
+        .await
+        .expect("DELETE /faults");
 
     // A failing dependency: an error span, and a log line that leads to it.
     mesh.get_mut("notification-service")

@@ -16,7 +16,7 @@ use mock_service::{config::url_variable, topology::Topology};
 use crate::{cmd::Cmd, workspace_root};
 use processes::{Supervisor, read_pid, stop_recorded};
 
-pub use ports::{GATEWAY_PORT, service_ports};
+pub use ports::{GATEWAY_PORT, admin_port, service_ports};
 pub use processes::alive;
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +45,11 @@ pub struct LocalArgs {
     /// A topology file to use instead of the built-in guide graph
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
+}
+
+/// The pid of a running `cargo xtask local` supervisor, if one runs.
+pub fn read_supervisor_pid() -> Option<i32> {
+    read_pid(&state_dir().join("xtask.pid")).filter(|pid| processes::alive(*pid))
 }
 
 /// Where `cargo xtask local` keeps its logs, pids and data.
@@ -81,7 +86,7 @@ impl LocalArgs {
         ports::check_free(
             ports
                 .values()
-                .copied()
+                .flat_map(|port| [*port, admin_port(*port)])
                 .chain(tools.iter().flat_map(stack::Tool::ports)),
         )?;
 
@@ -98,7 +103,8 @@ impl LocalArgs {
             let mut cmd = Cmd::new(&binary, format!("starting {}", service.name))
                 .env("SERVICE_NAME", &service.name)
                 .env("HOST", "127.0.0.1")
-                .env("PORT", port.to_string());
+                .env("PORT", port.to_string())
+                .env("ADMIN_PORT", admin_port(port).to_string());
             for dependency in service.dependencies() {
                 cmd = cmd.env(
                     url_variable(dependency),

@@ -26,6 +26,12 @@ pub fn service_ports(topology: &Topology) -> BTreeMap<String, u16> {
         .collect()
 }
 
+/// The admin (fault injection) API of the service on `port`: 1000 above it
+/// (gateway-service 31080, ...), on 127.0.0.1.
+pub fn admin_port(port: u16) -> u16 {
+    port + 1000
+}
+
 /// Fails, naming the port and its likely owner, if any port cannot be bound on loopback.
 pub fn check_free(ports: impl IntoIterator<Item = u16>) -> anyhow::Result<()> {
     let taken: Vec<String> = ports
@@ -50,7 +56,7 @@ fn likely_owner(port: u16) -> &'static str {
             "the kind cluster's gateway NodePort (`cargo xtask cluster down`) or another \
              `cargo xtask local` (`cargo xtask local --stop`)"
         }
-        30081..=30099 => "another `cargo xtask local` (`cargo xtask local --stop`)",
+        30081..=30099 | 31080..=31099 => "another `cargo xtask local` (`cargo xtask local --stop`)",
         9090 => "another Prometheus (the kind cluster's: `cargo xtask cluster down`)",
         3000 => "another Grafana, or a web dev server",
         16686 | 14317 => "another Jaeger",

@@ -2,7 +2,8 @@
 
 mod client;
 mod engine;
-mod options;
+pub mod options;
+mod random_chaos;
 mod report;
 
 use std::{io::IsTerminal as _, path::PathBuf, time::Duration};
@@ -16,7 +17,7 @@ pub use self::{
     report::Report,
 };
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 #[command(after_help = "\
 Examples:
   cargo xtask traffic --duration 600                 # the guide's mix, 5 users, 10 minutes
@@ -25,6 +26,8 @@ Examples:
   cargo xtask traffic --mix data=1 --think 0 --users 64 --duration 10   # maximum load
   cargo xtask traffic --rate 200 --duration 60 --slo 'p99<500ms,errors<1%' --json run.json")]
 pub struct TrafficArgs {
+    // `Default` is for callers (`cargo xtask scenario`) that set a few fields; the
+    // command line's defaults are in each `#[arg]`.
     /// How long to run, in seconds; 0 runs until Ctrl+C [default: 300]
     #[arg(long, env = "DURATION", value_name = "SECS")]
     pub duration: Option<u64>,
@@ -36,6 +39,15 @@ pub struct TrafficArgs {
     /// Base URL of the gateway
     #[arg(long, value_name = "URL", default_value = "http://localhost:30080")]
     pub target: Target,
+
+    /// `random`: during the run, inject one fault at a time (latency, errors, an
+    /// unreachable dependency) into a random service at random intervals, logging each
+    #[arg(long, value_enum)]
+    pub chaos: Option<ChaosMode>,
+
+    /// Seed of --chaos random, to repeat a run's faults exactly [default: random, printed]
+    #[arg(long, requires = "chaos")]
+    pub seed: Option<u64>,
 
     /// Share of each request kind, as weights [default: data=40,action=20,health=20,slow=10,error=10]
     #[arg(long, value_name = "NAME=WEIGHT,...")]
@@ -66,6 +78,12 @@ pub struct TrafficArgs {
     /// One of the guide's demo scenarios, as a preset (explicit flags still win)
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChaosMode {
+    /// One random fault at a time, at random intervals
+    Random,
 }
 
 /// The guide's four demo scenarios.
@@ -153,9 +171,19 @@ impl TrafficArgs {
             duration: settings.duration,
             requests: settings.requests,
         };
+        let (done_tx, done) = watch::channel(false);
+        let chaos = self.chaos.map(|ChaosMode::Random| {
+            let seed = self.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
+            eprintln!("chaos: one random fault at a time, seed {seed} (repeat with --seed {seed})");
+            tokio::spawn(random_chaos::run(seed, done))
+        });
         let mut progress = Progress::new(settings.duration);
         let outcome = engine::run(plan, cancel, |tick| progress.show(tick)).await;
         progress.finish();
+        if let Some(chaos) = chaos {
+            let _ = done_tx.send(true);
+            let _ = chaos.await;
+        }
 
         let report = Report::new(&self.target.url, &outcome, self.slo.as_ref());
         print!("{}", report.table());
@@ -180,12 +208,10 @@ impl TrafficArgs {
 }
 
 const DEGRADATION_HOWTO: &str = "\
-Scenario 4, service degradation: inventory-service gets slow or scarce while traffic runs.
-Until fault injection exists, degrade it by hand in another terminal:
-  cluster:     kubectl --context kind-monitoring-demo -n services scale deployment inventory-service --replicas=1
-  local mesh:  kill -STOP $(cat target/local/pids/inventory-service)   (resume: kill -CONT ...)
-Watch: product-service's latency and 502s climb in Grafana; in Jaeger, inventory-service spans
-turn slow or red and the gateway's traces show the impact upstream.";
+Scenario 4, service degradation: this runs the traffic only. For the whole scenario (the
+fault, the traffic, the clean-up) run `cargo xtask scenario degradation`, or degrade
+inventory-service yourself meanwhile:
+  cargo xtask chaos inventory-service --latency 200ms..800ms --for 5m";
 
 fn describe(target: &Target, settings: &Settings) -> String {
     let duration = settings.duration.map_or("until Ctrl+C".to_owned(), |d| {

@@ -206,6 +206,17 @@ pub struct Target {
     pub url: String,
 }
 
+impl Target {
+    /// The gateway of the local mesh and of the kind cluster alike.
+    pub const GATEWAY: &'static str = "http://localhost:30080";
+}
+
+impl Default for Target {
+    fn default() -> Target {
+        Target::GATEWAY.parse().expect("the gateway URL parses")
+    }
+}
+
 impl FromStr for Target {
     type Err = anyhow::Error;
     fn from_str(text: &str) -> anyhow::Result<Target> {

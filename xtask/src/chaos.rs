@@ -1,0 +1,339 @@
+//! `cargo xtask chaos`: set, clear or show the injected faults of a service, on every
+//! replica: the local mesh's processes (admin API on 127.0.0.1), or the cluster's pods,
+//! reached through the Kubernetes API (`kubectl port-forward`), never an exposed port.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use mock_service::{
+    faults::{FaultSpec, Latency},
+    topology::Topology,
+};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::{
+    cluster::{CONTEXT, kubectl},
+    local::{self, admin_port, service_ports},
+    traffic::options::parse_duration,
+};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask chaos inventory-service --latency 300ms --for 2m
+  cargo xtask chaos inventory-service --latency 100ms..800ms --route /api/data
+  cargo xtask chaos payment-service --error-rate 0.2 --status 503 --for 5m
+  cargo xtask chaos product-service --unreachable inventory-service
+  cargo xtask chaos inventory-service --clear
+  cargo xtask chaos status               # every service's faults, every replica")]
+pub struct ChaosArgs {
+    /// The service to break (e.g. inventory-service), or `status` to show all faults
+    #[arg(value_name = "SERVICE|status")]
+    pub service: String,
+
+    /// Added latency: a duration (300ms) or a range (100ms..800ms)
+    #[arg(long, value_name = "PAUSE", value_parser = parse_latency)]
+    pub latency: Option<Latency>,
+
+    /// Share of requests answered with an error, 0 to 1
+    #[arg(long, value_name = "RATIO", value_parser = parse_ratio)]
+    pub error_rate: Option<f64>,
+
+    /// The status code of those errors [default: 500]
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub status: Option<u16>,
+
+    /// Treat this dependency as unreachable (its calls fail as in an outage)
+    #[arg(long, value_name = "SERVICE")]
+    pub unreachable: Option<String>,
+
+    /// Only this route: /api/data, /api/action, /api/slow or /api/error
+    #[arg(long, value_name = "PATH")]
+    pub route: Option<String>,
+
+    /// Back to normal by itself after this long (e.g. 2m) [default: until --clear]
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub for_: Option<Duration>,
+
+    /// Remove the service's fault
+    #[arg(long, conflicts_with_all = ["latency", "error_rate", "status", "unreachable", "route", "for_"])]
+    pub clear: bool,
+
+    /// Act on the kind cluster's pods even if a local mesh is running
+    #[arg(long)]
+    pub cluster: bool,
+}
+
+/// Where the mesh runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mesh {
+    Local,
+    Cluster,
+}
+
+impl Mesh {
+    /// The local mesh when `cargo xtask local` runs, else the cluster.
+    pub fn detect(force_cluster: bool) -> Mesh {
+        let local_running = local::read_supervisor_pid().is_some();
+        if force_cluster || !local_running {
+            Mesh::Cluster
+        } else {
+            Mesh::Local
+        }
+    }
+}
+
+impl ChaosArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mesh = Mesh::detect(self.cluster);
+        let topology = Topology::guide();
+        if self.service == "status" {
+            for name in topology.service_names() {
+                for line in show(mesh, name).await? {
+                    println!("{line}");
+                }
+            }
+            return Ok(());
+        }
+        if topology.service(&self.service).is_none() {
+            bail!(
+                "`{}` is not a service; use one of {}",
+                self.service,
+                topology.service_names().join(", ")
+            );
+        }
+        let spec = if self.clear {
+            None
+        } else {
+            let spec = FaultSpec {
+                latency_ms: self.latency,
+                error_rate: self.error_rate,
+                error_status: self.status,
+                unreachable: self.unreachable,
+                route: self.route,
+                for_seconds: self.for_.map(|d| d.as_secs().max(1)),
+            };
+            if spec.latency_ms.is_none() && spec.error_rate.is_none() && spec.unreachable.is_none()
+            {
+                bail!("say what to break: --latency, --error-rate or --unreachable (or --clear)");
+            }
+            Some(spec)
+        };
+        for line in apply(mesh, &self.service, spec.as_ref()).await? {
+            println!("{line}");
+        }
+        Ok(())
+    }
+}
+
+/// Sets (`Some`) or clears (`None`) the fault of every replica of `service`; returns a
+/// line per replica saying what it now has.
+pub async fn apply(
+    mesh: Mesh,
+    service: &str,
+    spec: Option<&FaultSpec>,
+) -> anyhow::Result<Vec<String>> {
+    let body = spec.map(serde_json::to_string).transpose()?;
+    each_replica(mesh, service, |client, base| {
+        let body = body.clone();
+        async move {
+            let request = match &body {
+                Some(body) => client.put(format!("{base}/faults")).body(body.clone()),
+                None => client.delete(format!("{base}/faults")),
+            };
+            request.send().await
+        }
+    })
+    .await
+}
+
+/// What every replica of `service` has now.
+pub async fn show(mesh: Mesh, service: &str) -> anyhow::Result<Vec<String>> {
+    each_replica(mesh, service, |client, base| async move {
+        client.get(format!("{base}/faults")).send().await
+    })
+    .await
+}
+
+async fn each_replica<F, Fut>(mesh: Mesh, service: &str, request: F) -> anyhow::Result<Vec<String>>
+where
+    F: Fn(reqwest::Client, String) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut lines = Vec::new();
+    for replica in replicas(mesh, service).await? {
+        let response = request(client.clone(), replica.base_url.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "{service} ({}) does not answer on its admin API",
+                    replica.name
+                )
+            })?;
+        let status = response.status();
+        let json: Value =
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let field = json["field"]
+                .as_str()
+                .map(|f| format!("--{}: ", flag_of(f)))
+                .unwrap_or_default();
+            bail!(
+                "{service} ({}) refused the fault: {field}{}",
+                replica.name,
+                json["reason"].as_str().unwrap_or("?")
+            );
+        }
+        lines.push(format!("{service} ({}): {}", replica.name, describe(&json)));
+        drop(replica);
+    }
+    Ok(lines)
+}
+
+/// The admin API of one replica; for a pod, the port-forward lives as long as this.
+struct Replica {
+    name: String,
+    base_url: String,
+    _port_forward: Option<tokio::process::Child>,
+}
+
+async fn replicas(mesh: Mesh, service: &str) -> anyhow::Result<Vec<Replica>> {
+    match mesh {
+        Mesh::Local => {
+            let ports = service_ports(&Topology::guide());
+            let port = admin_port(ports[service]);
+            Ok(vec![Replica {
+                name: "local".into(),
+                base_url: format!("http://127.0.0.1:{port}"),
+                _port_forward: None,
+            }])
+        }
+        Mesh::Cluster => {
+            let pods = kubectl(
+                "listing the service's pods",
+                [
+                    "-n",
+                    "services",
+                    "get",
+                    "pods",
+                    "-l",
+                    &format!("app={service}"),
+                    "-o",
+                    "jsonpath={.items[*].metadata.name}",
+                ],
+            )
+            .read()?;
+            let mut replicas = Vec::new();
+            for pod in pods.split_whitespace() {
+                replicas.push(port_forward(pod).await?);
+            }
+            if replicas.is_empty() {
+                bail!(
+                    "no pods of {service} in the cluster ({CONTEXT}); is the mesh deployed (`cargo xtask up`)?"
+                );
+            }
+            Ok(replicas)
+        }
+    }
+}
+
+/// `kubectl port-forward pod/POD :9901`, through the API server, to the pod's loopback
+/// admin port; returns once kubectl says where it listens.
+async fn port_forward(pod: &str) -> anyhow::Result<Replica> {
+    let mut child = kubectl(
+        &format!("forwarding to the admin API of pod {pod}"),
+        [
+            "-n",
+            "services",
+            "port-forward",
+            &format!("pod/{pod}"),
+            ":9901",
+        ],
+    )
+    .spawn_piped()?;
+    let stdout = child.stdout.take().context("port-forward stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        .await
+        .with_context(|| format!("kubectl port-forward to {pod} did not start within 15 s"))??
+        .with_context(|| format!("kubectl port-forward to {pod} exited"))?;
+    // "Forwarding from 127.0.0.1:41235 -> 9901"
+    let address = line
+        .split_whitespace()
+        .find(|word| word.starts_with("127.0.0.1:"))
+        .with_context(|| format!("unexpected port-forward output: {line}"))?
+        .to_owned();
+    Ok(Replica {
+        name: pod.to_owned(),
+        base_url: format!("http://{address}"),
+        _port_forward: Some(child),
+    })
+}
+
+/// "latency 300 ms, errors 20% (503), for 118 s more" or "no fault".
+fn describe(json: &Value) -> String {
+    let fault = &json["fault"];
+    if fault.is_null() {
+        return "no fault".into();
+    }
+    let mut parts = Vec::new();
+    match &fault["latency_ms"] {
+        Value::Number(ms) => parts.push(format!("latency {ms} ms")),
+        Value::Array(range) if range.len() == 2 => {
+            parts.push(format!("latency {}..{} ms", range[0], range[1]));
+        }
+        _ => {}
+    }
+    if let Some(rate) = fault["error_rate"].as_f64() {
+        parts.push(format!(
+            "errors {:.0}% ({})",
+            rate * 100.0,
+            fault["error_status"].as_u64().unwrap_or(500)
+        ));
+    }
+    if let Some(dependency) = fault["unreachable"].as_str() {
+        parts.push(format!("{dependency} unreachable"));
+    }
+    if let Some(route) = fault["route"].as_str() {
+        parts.push(format!("on {route} only"));
+    }
+    parts.push(match json["seconds_left"].as_u64() {
+        Some(seconds) => format!("for {seconds} s more"),
+        None => "until cleared".into(),
+    });
+    parts.join(", ")
+}
+
+/// The flag that sets an admin API field, for error messages.
+fn flag_of(field: &str) -> &str {
+    match field {
+        "latency_ms" => "latency",
+        "error_rate" => "error-rate",
+        "error_status" => "status",
+        "for_seconds" => "for",
+        other => other,
+    }
+}
+
+fn parse_latency(text: &str) -> anyhow::Result<Latency> {
+    let ms = |t: &str| parse_duration(t).map(|d| d.as_millis() as u64);
+    match text.split_once("..") {
+        Some((low, high)) => Ok(Latency::Between([ms(low)?, ms(high)?])),
+        None => Ok(Latency::Fixed(ms(text)?)),
+    }
+}
+
+fn parse_ratio(text: &str) -> anyhow::Result<f64> {
+    let ratio: f64 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("`{text}` is not a number"))?;
+    if !(0.0..=1.0).contains(&ratio) {
+        bail!("{ratio} is not between 0 and 1 (0.2 means 20% of requests)");
+    }
+    Ok(ratio)
+}

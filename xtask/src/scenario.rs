@@ -1,0 +1,133 @@
+//! `cargo xtask scenario`: the guide's four demo scenarios as single commands. Each sets
+//! up its faults, runs its traffic, says what to look at, and clears the faults at the
+//! end, also on Ctrl+C (and, should xtask be killed outright, the faults expire by
+//! themselves a minute after the scenario's planned end).
+
+use mock_service::faults::{FaultSpec, Latency};
+
+use crate::{
+    chaos::{self, Mesh},
+    traffic::{Scenario, Target, TrafficArgs},
+};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask scenario normal                    # 3 minutes of the guide's traffic
+  cargo xtask scenario spike                     # 200 concurrent POST /api/action
+  cargo xtask scenario errors --duration 120     # payment-service fails 30% of its requests
+  cargo xtask scenario degradation               # inventory-service turns slow")]
+pub struct ScenarioArgs {
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+
+    /// How long the traffic runs, in seconds [default: the scenario's]
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+
+    /// Base URL of the gateway
+    #[arg(long, value_name = "URL", default_value = "http://localhost:30080")]
+    pub target: Target,
+
+    /// Inject faults in the kind cluster's pods even if a local mesh is running
+    #[arg(long)]
+    pub cluster: bool,
+}
+
+struct Plan {
+    faults: Vec<(&'static str, FaultSpec)>,
+    traffic: Scenario,
+    duration: u64,
+    watch: &'static str,
+}
+
+fn plan(scenario: Scenario) -> Plan {
+    match scenario {
+        Scenario::Normal => Plan {
+            faults: vec![],
+            traffic: Scenario::Normal,
+            duration: 180,
+            watch: "Grafana, Mesh / Overview: steady request rate by service, p95 in tens of ms, \
+                    error percentage near 10% (the designed /api/error). Jaeger: service \
+                    gateway-service, a POST /api/action trace has ten server spans over seven services.",
+        },
+        Scenario::Spike => Plan {
+            faults: vec![],
+            traffic: Scenario::Spike,
+            duration: 120,
+            watch: "Grafana, Mesh / Overview: a spike in request rate and in p95/p99 latency; \
+                    Mesh / Service (gateway-service): CPU climbs. Jaeger: the spike's traces queue \
+                    behind each other (long gaps before the first child span).",
+        },
+        Scenario::Errors => Plan {
+            faults: vec![(
+                "payment-service",
+                FaultSpec {
+                    error_rate: Some(0.3),
+                    error_status: Some(500),
+                    ..FaultSpec::default()
+                },
+            )],
+            traffic: Scenario::Normal,
+            duration: 60,
+            watch: "Grafana, Mesh / Overview: error rate and percentage rise; Mesh / Service \
+                    (payment-service): 500s on /api/action and fault_injections_total; order-service \
+                    and gateway-service answer 502 (Errors by endpoint and status). Jaeger: red \
+                    payment-service spans deep in POST /api/action traces, their parents red too.",
+        },
+        Scenario::Degradation => Plan {
+            faults: vec![(
+                "inventory-service",
+                FaultSpec {
+                    latency_ms: Some(Latency::Between([200, 800])),
+                    ..FaultSpec::default()
+                },
+            )],
+            traffic: Scenario::Normal,
+            duration: 120,
+            watch: "Grafana, Mesh / Overview: p95 of product-service and gateway-service climbs; \
+                    Mesh / Inter-service: client-side latency of product-service -> inventory-service \
+                    rises, then gateway-service -> product-service. Jaeger: long inventory-service \
+                    spans (event `fault injected: added latency`) under every product-service span.",
+        },
+    }
+}
+
+impl ScenarioArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let plan = plan(self.scenario);
+        let duration = self.duration.unwrap_or(plan.duration);
+        let mesh = Mesh::detect(self.cluster);
+        eprintln!(
+            "Scenario {:?} for {duration} s. What to look at:\n  {}\n",
+            self.scenario, plan.watch
+        );
+        for (service, fault) in &plan.faults {
+            let fault = FaultSpec {
+                for_seconds: Some(duration + 60),
+                ..fault.clone()
+            };
+            for line in chaos::apply(mesh, service, Some(&fault)).await? {
+                eprintln!("fault set: {line}");
+            }
+        }
+        let traffic = TrafficArgs {
+            duration: Some(duration),
+            scenario: Some(plan.traffic),
+            target: self.target,
+            ..TrafficArgs::default()
+        };
+        let result = traffic.run().await;
+        for (service, _) in &plan.faults {
+            match chaos::apply(mesh, service, None).await {
+                Ok(lines) => lines
+                    .iter()
+                    .for_each(|line| eprintln!("fault cleared: {line}")),
+                Err(error) => {
+                    eprintln!("warning: could not clear the fault of {service}: {error:#}");
+                }
+            }
+        }
+        result
+    }
+}
