@@ -83,9 +83,12 @@ fn faults_are_set_shown_and_always_cleared() {
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
-    assert_eq!(
-        faults_in_force(),
-        ["inventory-service (local): latency 50 ms, for 60 s more"]
+    let faults = faults_in_force();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    // "for 60 s more", or 59 on a slow machine.
+    assert!(
+        faults[0].starts_with("inventory-service (local): latency 50 ms, for "),
+        "{faults:?}"
     );
     assert!(
         xtask(&["chaos", "inventory-service", "--clear"])
