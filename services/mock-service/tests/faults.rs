@@ -2,55 +2,17 @@
 //! request changes nothing), applied on the request path, visible in metrics, expiring
 //! by itself.
 
-use std::{collections::HashMap, time::Duration};
+mod support;
 
-use axum::{
-    Router,
-    body::{Body, to_bytes},
-    http::{Request, StatusCode},
-};
-use mock_service::{AppState, app, faults::admin_app, topology::Topology};
+use std::time::Duration;
+
+use axum::{Router, body::Body, http::StatusCode};
+use mock_service::{AppState, app, faults::admin_app};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
-
-fn state(service: &str, urls: &[(&str, &str)]) -> AppState {
-    let topology = Topology::guide();
-    let urls: HashMap<String, String> = urls
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    AppState::new(
-        topology.service(service).expect("service"),
-        &urls,
-        Duration::from_millis(500),
-    )
-    .expect("state")
-}
+use support::{send, state};
 
 fn admin(state: &AppState) -> Router {
     admin_app(state.faults().clone(), state.name().to_owned())
-}
-
-async fn send(
-    router: &Router,
-    method: &str,
-    uri: &str,
-    body: impl Into<Body>,
-) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(body.into())
-        .expect("request");
-    let response = router.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 #[tokio::test]

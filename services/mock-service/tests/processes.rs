@@ -188,6 +188,25 @@ impl Service {
             .code()
     }
 
+    /// The first log line with this message, waiting up to 10 s for it.
+    async fn wait_for_log(&self, message: &str) -> serde_json::Value {
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(line) = self
+                    .log_lines()
+                    .into_iter()
+                    .find(|l| l["message"] == message)
+                {
+                    return line;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        found
+            .await
+            .unwrap_or_else(|_| panic!("no log line `{message}` within 10 s"))
+    }
+
     fn log_lines(&self) -> Vec<serde_json::Value> {
         let lines = self.logs.lock().expect("lock");
         lines
@@ -333,20 +352,12 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
     assert_eq!(error_span.attributes["http.response.status_code"], "500");
 
     // An injected latency is an event on the affected server span.
-    let admin = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let logs = mesh["inventory-service"].log_lines();
-            if let Some(line) = logs
-                .into_iter()
-                .find(|l| l["message"] == "admin API listening")
-            {
-                return line["address"].as_str().expect("address").to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("inventory-service logs its admin address");
+    let admin = mesh["inventory-service"]
+        .wait_for_log("admin API listening")
+        .await["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
     let fault = client
         .put(format!("http://{admin}/faults"))
         .body(r#"{"latency_ms": 50, "route": "/api/data"}"#)
@@ -395,20 +406,9 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
         .await
         .expect("action");
     assert_eq!(response.status(), 502);
-    let warning = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let logs = mesh["payment-service"].log_lines();
-            if let Some(line) = logs
-                .into_iter()
-                .find(|l| l["message"] == "downstream call failed")
-            {
-                return line;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("payment-service logs the failed call");
+    let warning = mesh["payment-service"]
+        .wait_for_log("downstream call failed")
+        .await;
     assert_eq!(warning["dependency"], "notification-service");
     let trace_id = warning["trace_id"]
         .as_str()
