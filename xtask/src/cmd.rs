@@ -59,11 +59,13 @@ impl Cmd {
         self
     }
 
-    /// Runs to completion with inherited stdio; a non-zero exit is an error.
+    /// Runs to completion, its output shown on stderr (xtask's stdout carries only
+    /// results, e.g. the image reference); a non-zero exit is an error.
     pub fn run(self) -> anyhow::Result<()> {
         eprintln!("$ {self}");
         let status = self
             .command()
+            .stdout(std::io::stderr())
             .status()
             .map_err(|error| self.spawn_error(&error))?;
         self.check(status)
