@@ -189,7 +189,6 @@ where
             );
         }
         lines.push(format!("{service} ({}): {}", replica.name, describe(&json)));
-        drop(replica);
     }
     Ok(lines)
 }

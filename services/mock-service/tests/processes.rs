@@ -243,6 +243,16 @@ async fn start_mesh(otlp_endpoint: &str) -> HashMap<String, Service> {
     running
 }
 
+/// `POST /api/action` at the gateway; the status it answers.
+async fn post_action(client: &reqwest::Client, gateway: &str) -> u16 {
+    let response = client
+        .post(format!("{gateway}/api/action"))
+        .send()
+        .await
+        .expect("action");
+    response.status().as_u16()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -254,12 +264,7 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
     let client = reqwest::Client::new();
     let gateway = mesh["gateway-service"].url.clone();
 
-    let response = client
-        .post(format!("{gateway}/api/action"))
-        .send()
-        .await
-        .expect("action");
-    assert_eq!(response.status(), 200);
+    assert_eq!(post_action(&client, &gateway).await, 200);
     let response = client
         .get(format!("{gateway}/api/error"))
         .send()
@@ -365,12 +370,7 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
         .await
         .expect("PUT /faults");
     assert_eq!(fault.status(), 200);
-    let response = client
-        .post(format!("{gateway}/api/action"))
-        .send()
-        .await
-        .expect("action");
-    assert_eq!(response.status(), 200);
+    assert_eq!(post_action(&client, &gateway).await, 200);
     let spans = receiver
         .wait_for("an inventory-service span with the fault event", |spans| {
             spans.iter().any(|s| {
@@ -400,12 +400,7 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
     mesh.get_mut("notification-service")
         .expect("running")
         .signal("-KILL");
-    let response = client
-        .post(format!("{gateway}/api/action"))
-        .send()
-        .await
-        .expect("action");
-    assert_eq!(response.status(), 502);
+    assert_eq!(post_action(&client, &gateway).await, 502);
     let warning = mesh["payment-service"]
         .wait_for_log("downstream call failed")
         .await;
