@@ -47,8 +47,9 @@ fn plan(scenario: Scenario) -> Plan {
             faults: vec![],
             traffic: Scenario::Normal,
             duration: 180,
-            watch: "Grafana, Mesh / Overview: steady request rate by service, p95 in tens of ms, \
-                    error percentage near 10% (the designed /api/error). Jaeger: service \
+            watch: "Grafana, Mesh / Overview: steady request rate by service; the gateway's p95 \
+                    held up by /api/slow (0.5 to 2 s by design) while the services behind it stay \
+                    fast; a flat error line (the designed /api/error). Jaeger: service \
                     gateway-service, a POST /api/action trace has ten server spans over seven services.",
         },
         Scenario::Spike => Plan {
