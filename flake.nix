@@ -62,6 +62,10 @@
             pkgs.grafana
             pkgs.opentelemetry-collector-contrib # the `otelcol-contrib` binary
             pkgs.jq
+
+            # The load generators `cargo xtask bench` measures its own against.
+            pkgs.oha
+            pkgs.wrk
           ]
           # nixpkgs 25.11 has no Jaeger (a `jaeger` package was only proposed for unstable
           # in 2026); it joins the shell once the pinned nixpkgs has it. Until then

@@ -1,6 +1,7 @@
 //! The commands behind `cargo xtask`, one module each (`main.rs` only parses and
 //! dispatches), and the helpers they share.
 
+pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod cmd;
@@ -23,6 +24,12 @@ pub fn workspace_root() -> PathBuf {
         .map_or(manifest.clone(), std::path::Path::to_path_buf)
 }
 
+/// Where cargo puts build output: `CARGO_TARGET_DIR`, or `target/` in the repository.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "xtask",
@@ -32,7 +39,8 @@ pub fn workspace_root() -> PathBuf {
 Examples:
   cargo xtask local                     # the mesh and the tools on PATH, on this machine
   cargo xtask smoke                     # the guide's smoke tests against localhost:30080
-  cargo xtask traffic --duration 600    # ten minutes of the guide's traffic mix"
+  cargo xtask traffic --duration 600    # ten minutes of the guide's traffic mix
+  cargo xtask bench                     # measure it all; results in docs/benchmarks.md"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -65,6 +73,12 @@ pub enum Command {
     Up(cluster::up::UpArgs),
     /// Delete the cluster, the images xtask built and the generated state
     Clean(cluster::clean::CleanArgs),
+    /// Measure throughput, telemetry cost, memory, start-up and the load generator
+    /// against peers, in one run; write docs/benchmarks.md
+    Bench(bench::BenchArgs),
+    /// A server the benchmark runs in its own process (hello-world, OTLP receiver)
+    #[command(hide = true)]
+    BenchServer(bench::servers::ServerArgs),
 }
 
 impl Command {
@@ -82,6 +96,8 @@ impl Command {
             Command::Deploy(args) => args.run(),
             Command::Up(args) => args.run().await,
             Command::Clean(args) => args.run().await,
+            Command::Bench(args) => args.run().await,
+            Command::BenchServer(args) => args.run().await,
         }
     }
 }

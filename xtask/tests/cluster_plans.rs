@@ -70,7 +70,7 @@ fn clean_removes_only_what_the_project_created() {
             "cargo xtask local --stop",
             "kind delete cluster --name monitoring-demo",
             "docker image prune --all --force --filter label=io.observability-playground.built-by=xtask",
-            "remove target/local target/image target/cluster",
+            "remove target/local target/image target/cluster target/bench target/bench-tools",
         ]
     );
 }

@@ -84,7 +84,7 @@ const SYSTEMS: [&str; 4] = [
 
 /// What the dev shell must hold besides the Rust toolchain: nixpkgs attribute names
 /// (`prometheus.cli` is the output with promtool).
-const TOOLS: [&str; 13] = [
+const TOOLS: [&str; 15] = [
     "cargo-nextest",
     "cargo-zigbuild",
     "zig",
@@ -98,6 +98,8 @@ const TOOLS: [&str; 13] = [
     "grafana",
     "opentelemetry-collector-contrib",
     "jq",
+    "oha",
+    "wrk",
 ];
 
 fn read(name: &str) -> String {

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State, rejection::BytesRejection},
@@ -29,7 +30,8 @@ use crate::{
 };
 
 /// Where calls to a dependency marked unreachable go: nothing listens on port 1.
-const UNREACHABLE: &str = "http://127.0.0.1:1/";
+static UNREACHABLE: std::sync::LazyLock<Uri> =
+    std::sync::LazyLock::new(|| "http://127.0.0.1:1/".parse().expect("a valid URL"));
 
 /// Bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -63,7 +65,8 @@ struct PlannedCall {
     to: String,
     route: Route,
     probability: f64,
-    url: String,
+    /// Parsed once here, not on every call.
+    url: Uri,
 }
 
 impl AppState {
@@ -130,7 +133,11 @@ impl AppState {
                         to: call.to.clone(),
                         route: call.route,
                         probability: call.probability,
-                        url: format!("{base}{}", call.route.path()),
+                        url: format!("{base}{}", call.route.path())
+                            .parse()
+                            .with_context(|| {
+                                format!("the URL of {}, {base}, is not valid", call.to)
+                            })?,
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -314,9 +321,9 @@ async fn perform(inner: &Inner, route_name: Route) -> Result<Vec<&str>, AppError
         // loopback), so the real client meets a real refused connection: the same error,
         // metrics and span as an outage.
         let url = if inner.faults.unreachable(&call.to, route_name.path()) {
-            UNREACHABLE
+            &UNREACHABLE
         } else {
-            call.url.as_str()
+            &call.url
         };
         inner
             .downstream

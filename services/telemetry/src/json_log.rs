@@ -75,6 +75,22 @@ where
     }
 }
 
+/// The log layer's span-field formatter: writes nothing. A log line names its span and
+/// carries the trace and span ids, not the span's fields, so formatting every span's
+/// fields into a string on every request (what the fmt layer does by default) was pure
+/// cost: a measurable share of each request's CPU (docs/benchmarks.md).
+pub(crate) struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}
+
 /// Collects an event's fields (including `message`) as JSON values.
 struct JsonFields<'a>(&'a mut Map<String, Value>);
 

@@ -23,10 +23,12 @@
 //!     let guard = telemetry::init("my-service")?;
 //!     let metrics = telemetry::Metrics::new("my-service")?;
 //!     let client = telemetry::DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2))?;
+//!     // Parsed once, at start-up, not on every call.
+//!     let other: http::Uri = "http://other-service/hi".parse()?;
 //!
 //!     let router = Router::new()
 //!         .route("/hello", get(move || async move {
-//!             match client.call("other-service", http::Method::GET, "http://other-service/hi").await {
+//!             match client.call("other-service", http::Method::GET, &other).await {
 //!                 Ok(_) => "hello".to_owned(),
 //!                 Err(error) => error.to_string(),
 //!             }

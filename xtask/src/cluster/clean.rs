@@ -8,7 +8,7 @@ use crate::{cmd::Cmd, local, workspace_root};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  cargo xtask clean            # delete the cluster, our images, target/{local,image,cluster}
+  cargo xtask clean            # delete the cluster, our images, target/{local,image,cluster,bench,bench-tools}
   cargo xtask clean --dry-run")]
 pub struct CleanArgs {
     /// Print the commands instead of running them
@@ -16,8 +16,15 @@ pub struct CleanArgs {
     pub dry_run: bool,
 }
 
-/// The directories xtask generates, relative to the repository root.
-const GENERATED: [&str; 3] = ["target/local", "target/image", "target/cluster"];
+/// The directories xtask generates, relative to the repository root (`bench-tools`: the
+/// oha that `cargo xtask bench` installed, if it did).
+const GENERATED: [&str; 5] = [
+    "target/local",
+    "target/image",
+    "target/cluster",
+    "target/bench",
+    "target/bench-tools",
+];
 
 impl CleanArgs {
     pub async fn run(self) -> anyhow::Result<()> {

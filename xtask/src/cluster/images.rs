@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
 use super::{IMAGE, IMAGE_LABEL, Runner, state_dir};
-use crate::{cmd::Cmd, workspace_root};
+use crate::{cmd::Cmd, target_dir, workspace_root};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -157,9 +157,4 @@ pub fn image_reference(binary: &std::path::Path) -> anyhow::Result<String> {
     let digest = Sha256::digest(&bytes);
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     Ok(format!("{IMAGE}:{hex}"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use mock_service::{config::url_variable, topology::Topology};
 
-use crate::{cmd::Cmd, workspace_root};
+use crate::{cmd::Cmd, target_dir, workspace_root};
 use processes::{Supervisor, read_pid, stop_recorded};
 
 pub use ports::{GATEWAY_PORT, admin_port, service_ports};
@@ -165,11 +165,6 @@ fn build_service(release: bool) -> anyhow::Result<PathBuf> {
         bail!("the build did not produce {}", binary.display());
     }
     Ok(binary)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 fn urls(

@@ -39,6 +39,9 @@ impl std::fmt::Display for RequestError {
 pub struct Connection {
     address: SocketAddr,
     host: http::HeaderValue,
+    /// Each endpoint's path, made once: parsing it per request was measurable at full
+    /// speed (docs/benchmarks.md).
+    paths: [http::Uri; Endpoint::ALL.len()],
     sender: Option<SendRequest<Empty<Bytes>>>,
 }
 
@@ -47,6 +50,7 @@ impl Connection {
         Ok(Connection {
             address,
             host: http::HeaderValue::from_str(&target.authority)?,
+            paths: Endpoint::ALL.map(|endpoint| http::Uri::from_static(endpoint.path())),
             sender: None,
         })
     }
@@ -71,12 +75,12 @@ impl Connection {
             .ready()
             .await
             .map_err(|e| RequestError::Broken(e.to_string()))?;
-        let request = http::Request::builder()
-            .method(endpoint.method())
-            .uri(endpoint.path())
-            .header(http::header::HOST, self.host.clone())
-            .body(Empty::new())
-            .map_err(|e| RequestError::Broken(e.to_string()))?;
+        let mut request = http::Request::new(Empty::new());
+        *request.method_mut() = endpoint.method();
+        *request.uri_mut() = self.paths[endpoint.index()].clone();
+        request
+            .headers_mut()
+            .insert(http::header::HOST, self.host.clone());
         let response = sender
             .send_request(request)
             .await

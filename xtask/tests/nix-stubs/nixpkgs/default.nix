@@ -17,8 +17,10 @@ let
     "kubectl"
     "kustomize"
     "nixpkgs-fmt"
+    "oha"
     "opentelemetry-collector-contrib"
     "tilt"
+    "wrk"
     "zig"
   ]
   # Packages only some nixpkgs versions have (jaeger: not in 25.11); the test writes

@@ -1,0 +1,159 @@
+//! The benchmark's own mesh: the release binary as seven processes on free loopback
+//! ports, the guide's call graph with no simulated work, and span export on or off.
+//! Separate from `cargo xtask local` so the two never share ports or pid files.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use mock_service::{
+    config::url_variable,
+    topology::{DEFAULT_TOPOLOGY, Route, Topology},
+};
+use tokio::process::Child;
+
+use super::{footprint, http_get_status};
+use crate::cmd::Cmd;
+
+/// Where the mesh's spans go, if anywhere.
+#[derive(Clone, Debug)]
+pub enum Spans {
+    /// OTLP/gRPC export to this endpoint (tracing on, as deployed).
+    ExportTo(String),
+    /// `OTEL_SDK_DISABLED=true`: no spans are made or sent; metrics stay on.
+    Disabled,
+}
+
+pub struct BenchMesh {
+    services: Vec<(String, Child)>,
+    pub gateway: String,
+}
+
+impl BenchMesh {
+    pub async fn start(
+        binary: &Path,
+        topology_file: &Path,
+        spans: &Spans,
+        logs: &Path,
+    ) -> anyhow::Result<BenchMesh> {
+        let topology = Topology::parse(
+            &topology_file.display().to_string(),
+            &std::fs::read_to_string(topology_file)?,
+        )?;
+        let names: Vec<String> = topology.services().map(|s| s.name.clone()).collect();
+        let mut free = free_ports(names.len() * 2)?.into_iter();
+        let ports: BTreeMap<String, u16> = names.iter().cloned().zip(free.by_ref()).collect();
+        std::fs::create_dir_all(logs)?;
+        let mut services = Vec::new();
+        for service in topology.services() {
+            let mut cmd = Cmd::new(binary, format!("starting {}", service.name))
+                .env("SERVICE_NAME", &service.name)
+                .env("PORT", ports[&service.name].to_string())
+                .env(
+                    "ADMIN_PORT",
+                    free.next().context("a free port")?.to_string(),
+                )
+                .env("TOPOLOGY_FILE", topology_file);
+            for dependency in service.dependencies() {
+                cmd = cmd.env(
+                    url_variable(dependency),
+                    format!("http://127.0.0.1:{}", ports[dependency]),
+                );
+            }
+            cmd = match spans {
+                Spans::ExportTo(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                Spans::Disabled => cmd.env("OTEL_SDK_DISABLED", "true"),
+            };
+            let child = cmd.spawn_logged(&logs.join(format!("{}.log", service.name)))?;
+            services.push((service.name.clone(), child));
+        }
+        let mesh = BenchMesh {
+            services,
+            gateway: format!("127.0.0.1:{}", ports["gateway-service"]),
+        };
+        for (name, port) in &ports {
+            wait_ready(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
+                .await
+                .with_context(|| {
+                    format!("{name} of the benchmark mesh (logs in {})", logs.display())
+                })?;
+        }
+        Ok(mesh)
+    }
+
+    /// Each service's resident memory now and at its peak.
+    pub fn memory(&self) -> anyhow::Result<Vec<(String, footprint::Memory)>> {
+        self.services
+            .iter()
+            .map(|(name, child)| {
+                let pid = child.id().context("a service has exited")?;
+                Ok((name.clone(), footprint::Memory::of(pid)?))
+            })
+            .collect()
+    }
+
+    /// SIGTERM to every service, then waits for each to exit.
+    pub async fn stop(mut self) {
+        for (_, child) in &self.services {
+            footprint::terminate(child);
+        }
+        for (_, child) in &mut self.services {
+            if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// The guide's graph with every `work_ms` removed: what is measured is the mesh's own
+/// cost (HTTP, telemetry), not simulated work.
+pub fn write_zero_work_topology(dir: &Path) -> anyhow::Result<PathBuf> {
+    let yaml: String = DEFAULT_TOPOLOGY
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("work_ms:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let topology = Topology::parse("zero-work topology", &yaml)?;
+    for service in topology.services() {
+        if Route::ALL
+            .into_iter()
+            .any(|route| service.plan(route).work_ms.is_some())
+        {
+            bail!("{} still has simulated work", service.name);
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("topology-zero-work.yaml");
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+/// `count` distinct free ports on loopback: bound together (so no two are the same),
+/// read, and released (the OS does not hand them out again at once).
+pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
+}
+
+/// Polls `GET /ready` until it answers 200.
+pub async fn wait_ready(address: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if http_get_status(address, "/ready").await == Some(200) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("not ready after {} s at {address}", timeout.as_secs())
+}

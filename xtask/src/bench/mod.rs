@@ -1,0 +1,492 @@
+//! `cargo xtask bench`: how fast and how small, measured side by side in one run, on
+//! this machine, and written to docs/benchmarks.md.
+//!
+//! Everything measured is a release build in its own process: the seven services, the
+//! hello-world baseline, the OTLP receiver and this project's load generator (the
+//! release xtask binary), beside oha and wrk.
+
+mod footprint;
+mod load;
+mod machine;
+mod mesh;
+mod report;
+pub mod servers;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    process::Child,
+};
+
+use crate::{
+    cluster::{
+        Runner,
+        images::{build_binary, build_image},
+    },
+    cmd::{Cmd, find_on_path},
+    workspace_root,
+};
+use load::{Load, Shape};
+use machine::Machine;
+use mesh::{BenchMesh, Spans};
+pub use report::{RESULTS_END, RESULTS_START, splice};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask bench                 # the full run (about 5 minutes), into docs/benchmarks.md
+  cargo xtask bench --quick         # 3 s per run: checks the suite works, figures are rough
+  cargo xtask bench --output /tmp/b.md --connections 128
+
+What runs: the release builds of the services, a bare axum hello-world, an OTLP/gRPC
+receiver that counts spans, and the load generators (this project's `xtask traffic`,
+oha, wrk), all on 127.0.0.1. oha is installed into target/bench-tools when missing;
+wrk is used when on PATH (`nix develop` has both). Figures are for this machine only:
+compare the ratios, measured in the same run, not absolute numbers across machines.")]
+pub struct BenchArgs {
+    /// Short runs (3 s each, 5 starts) that check the suite works; the figures are rough
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Seconds per load run [default: 30, or 3 with --quick]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: Option<u64>,
+
+    /// Keep-alive connections of every load generator
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// The Markdown file whose results section is replaced (the text around it is kept)
+    #[arg(long, value_name = "FILE", default_value = "docs/benchmarks.md")]
+    pub output: PathBuf,
+
+    /// Do not install oha when it is missing (skip it, with a note)
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// Every figure of one run.
+pub struct Results {
+    pub machine: Machine,
+    pub command: String,
+    pub revision: String,
+    pub date: String,
+    pub shape: Shape,
+    /// Each generator against the hello-world, or why it was skipped.
+    pub generators: Vec<(&'static str, Result<Load, String>)>,
+    pub mesh: Vec<MeshRun>,
+    pub spans_received: u64,
+    pub memory_idle: Vec<(String, footprint::Memory)>,
+    pub memory_loaded: Vec<(String, footprint::Memory)>,
+    pub load_seconds: u64,
+    pub startup: Result<Vec<Duration>, String>,
+    pub image: Result<ImageFigures, String>,
+    /// Why the image's binary was not run as a mesh, if it was not.
+    pub image_runs_skipped: Option<String>,
+}
+
+pub struct MeshRun {
+    pub build: Build,
+    pub spans: bool,
+    pub endpoint: &'static str,
+    pub load: Load,
+}
+
+/// Which build of the services ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// `--release` for this machine (glibc): what `cargo xtask local --release` runs.
+    Release,
+    /// The image's static binary (musl): what the cluster runs.
+    Image,
+}
+
+pub struct ImageFigures {
+    pub rebuild: Duration,
+    pub image_bytes: Option<Result<u64, String>>,
+}
+
+/// The endpoints measured on the mesh: (traffic mix, label, HTTP exchanges per request).
+const MESH_ENDPOINTS: [(&str, &str); 2] = [
+    ("action=1", "POST /api/action"),
+    ("data=1", "GET /api/data"),
+];
+
+impl BenchArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let root = workspace_root();
+        let work = root.join("target").join("bench");
+        let output = std::path::absolute(&self.output)?;
+        // Fail on an unwritable output now, not after minutes of measuring.
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {} for --output", dir.display()))?;
+        }
+        let shape = Shape {
+            connections: self.connections,
+            duration: Duration::from_secs(self.duration.unwrap_or(if self.quick { 3 } else { 30 })),
+        };
+        let starts = if self.quick { 5 } else { 20 };
+
+        let machine = Machine::detect();
+        eprintln!("bench: {machine}");
+        step("building the release binaries (services, xtask)");
+        let binaries = build_release()?;
+        let topology = mesh::write_zero_work_topology(&work)?;
+
+        let (mut otlp, otlp_address) = start_server(&binaries.xtask, "otlp", &work).await?;
+        let otlp_endpoint = format!("http://{otlp_address}");
+
+        let generators = self
+            .generators_against_hello(&binaries, &work, &shape)
+            .await?;
+
+        step("the mesh, span export on (idle memory, then load)");
+        let logs = work.join("logs");
+        let mut mesh_runs = Vec::new();
+        let exporting = BenchMesh::start(
+            &binaries.service,
+            &topology,
+            &Spans::ExportTo(otlp_endpoint.clone()),
+            &logs.join("spans-on"),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let memory_idle = exporting.memory()?;
+        mesh_runs.extend(drive_mesh(
+            &binaries.xtask,
+            &exporting,
+            true,
+            &shape,
+            &work,
+        )?);
+        let memory_loaded = exporting.memory()?;
+        exporting.stop().await;
+
+        step("the mesh, span export off (OTEL_SDK_DISABLED=true)");
+        let quiet = BenchMesh::start(
+            &binaries.service,
+            &topology,
+            &Spans::Disabled,
+            &logs.join("spans-off"),
+        )
+        .await?;
+        mesh_runs.extend(drive_mesh(&binaries.xtask, &quiet, false, &shape, &work)?);
+        quiet.stop().await;
+
+        step("the image's static (musl) binary: the mesh, span export on and off");
+        let image_runs = image_mesh(&binaries.xtask, &topology, &otlp_endpoint, &work, &shape)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        let image_runs_skipped = match image_runs {
+            Ok(runs) => {
+                mesh_runs.extend(runs);
+                None
+            }
+            Err(why) => {
+                eprintln!("bench: not measuring the image's binary: {why}");
+                Some(why)
+            }
+        };
+
+        step(&format!("start-up time, {starts} starts"));
+        let startup = footprint::startup_times(
+            &binaries.service,
+            &topology,
+            &otlp_endpoint,
+            &logs.join("startup.log"),
+            starts,
+        )
+        .await
+        .map_err(|e| format!("{e:#}"));
+        let spans_received = stop_otlp(&mut otlp).await?;
+
+        step("incremental rebuild of the image's binary, and the image");
+        let image = image_figures().map_err(|e| format!("{e:#}"));
+
+        let results = Results {
+            machine,
+            command: self.command_line(),
+            revision: revision(),
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            load_seconds: shape.duration.as_secs() * MESH_ENDPOINTS.len() as u64,
+            shape,
+            generators,
+            mesh: mesh_runs,
+            spans_received,
+            memory_idle,
+            memory_loaded,
+            startup,
+            image,
+            image_runs_skipped,
+        };
+        let markdown = results.markdown();
+        println!("{markdown}");
+        let existing = std::fs::read_to_string(&output).ok();
+        std::fs::write(&output, splice(existing.as_deref(), &markdown))
+            .with_context(|| format!("writing --output {}", output.display()))?;
+        eprintln!("bench: results written to {}", output.display());
+        Ok(())
+    }
+
+    async fn generators_against_hello(
+        &self,
+        binaries: &Binaries,
+        work: &Path,
+        shape: &Shape,
+    ) -> anyhow::Result<Vec<(&'static str, Result<Load, String>)>> {
+        let oha = load::find_or_install_oha(&work.join("..").join("bench-tools"), !self.no_install)
+            .map_err(|e| format!("{e:#}"));
+        let wrk = load::find_wrk().map_err(|e| format!("{e:#}"));
+
+        let (mut hello, address) = start_server(&binaries.xtask, "hello", work).await?;
+        let url = format!("http://{address}{}", servers::HELLO_PATH);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut generators = Vec::new();
+        step("xtask traffic -> hello-world");
+        generators.push((
+            "xtask traffic",
+            load::traffic(
+                &binaries.xtask,
+                &address,
+                "data=1",
+                shape,
+                &work.join("hello-traffic.json"),
+            )
+            .map_err(|e| format!("{e:#}")),
+        ));
+        step("oha -> hello-world");
+        generators.push((
+            "oha",
+            oha.and_then(|oha| load::oha(&oha, &url, shape).map_err(|e| format!("{e:#}"))),
+        ));
+        step("wrk -> hello-world");
+        generators.push((
+            "wrk",
+            wrk.and_then(|wrk| load::wrk(&wrk, &url, shape, cores).map_err(|e| format!("{e:#}"))),
+        ));
+        footprint::terminate(&hello);
+        let _ = hello.wait().await;
+        if let Err(error) = &generators[0].1 {
+            bail!("the project's own generator failed against the hello-world: {error}");
+        }
+        Ok(generators)
+    }
+
+    fn command_line(&self) -> String {
+        let mut line = String::from("cargo xtask bench");
+        if self.quick {
+            line.push_str(" --quick");
+        }
+        if let Some(duration) = self.duration {
+            line.push_str(&format!(" --duration {duration}"));
+        }
+        if self.connections != 64 {
+            line.push_str(&format!(" --connections {}", self.connections));
+        }
+        line
+    }
+}
+
+fn step(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+struct Binaries {
+    service: PathBuf,
+    xtask: PathBuf,
+}
+
+fn build_release() -> anyhow::Result<Binaries> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Cmd::new(cargo, "building the release binaries")
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "mock-service",
+            "--package",
+            "xtask",
+        ])
+        .current_dir(workspace_root())
+        .run()?;
+    let release = crate::target_dir().join("release");
+    Ok(Binaries {
+        service: release.join("mock-service"),
+        xtask: release.join("xtask"),
+    })
+}
+
+/// Both mesh endpoints at full speed, one after the other.
+fn drive_mesh(
+    xtask: &Path,
+    mesh: &BenchMesh,
+    spans: bool,
+    shape: &Shape,
+    work: &Path,
+) -> anyhow::Result<Vec<MeshRun>> {
+    MESH_ENDPOINTS
+        .iter()
+        .map(|(mix, endpoint)| {
+            let name = mix.trim_end_matches("=1");
+            let json = work.join(format!(
+                "mesh-{name}-spans-{}.json",
+                if spans { "on" } else { "off" }
+            ));
+            let load = load::traffic(xtask, &mesh.gateway, mix, shape, &json)?;
+            Ok(MeshRun {
+                build: Build::Release,
+                spans,
+                endpoint,
+                load,
+            })
+        })
+        .collect()
+}
+
+/// The mesh again with the image's static binary, POST /api/action with spans on and off.
+async fn image_mesh(
+    xtask: &Path,
+    topology: &Path,
+    otlp_endpoint: &str,
+    work: &Path,
+    shape: &Shape,
+) -> anyhow::Result<Vec<MeshRun>> {
+    let binary = build_binary(Runner { dry_run: false })?;
+    let mut runs = Vec::new();
+    for spans in [true, false] {
+        let (setting, label) = if spans {
+            (Spans::ExportTo(otlp_endpoint.to_owned()), "image-spans-on")
+        } else {
+            (Spans::Disabled, "image-spans-off")
+        };
+        let mesh =
+            BenchMesh::start(&binary, topology, &setting, &work.join("logs").join(label)).await?;
+        let json = work.join(format!("mesh-action-{label}.json"));
+        let load = load::traffic(xtask, &mesh.gateway, "action=1", shape, &json);
+        mesh.stop().await;
+        runs.push(MeshRun {
+            build: Build::Image,
+            spans,
+            endpoint: "POST /api/action",
+            load: load?,
+        });
+    }
+    Ok(runs)
+}
+
+/// Starts `xtask bench-server KIND` and reads the address from its first line.
+async fn start_server(xtask: &Path, kind: &str, work: &Path) -> anyhow::Result<(Child, String)> {
+    let mut child = Cmd::new(xtask, format!("starting the {kind} server"))
+        .args(["bench-server", kind])
+        .current_dir(work)
+        .spawn_piped()?;
+    let stdout = child.stdout.as_mut().context("no stdout")?;
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .with_context(|| format!("the {kind} server did not start within 10 s"))??;
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("the {kind} server printed `{}`", line.trim()))?
+        .to_owned();
+    Ok((child, address))
+}
+
+/// Stops the OTLP receiver and returns how many spans it received.
+async fn stop_otlp(otlp: &mut Child) -> anyhow::Result<u64> {
+    footprint::terminate(otlp);
+    let mut rest = String::new();
+    if let Some(stdout) = otlp.stdout.as_mut() {
+        tokio::time::timeout(Duration::from_secs(10), stdout.read_to_string(&mut rest))
+            .await
+            .context("the OTLP receiver did not stop within 10 s")??;
+    }
+    let _ = otlp.wait().await;
+    rest.lines()
+        .find_map(|line| line.strip_prefix("spans "))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("the OTLP receiver did not report its span count: `{rest}`"))
+}
+
+/// The inner loop Tilt depends on: the image's binary (built once already) rebuilt after
+/// touching a handler (timed), then the image and its size when a Docker engine answers.
+fn image_figures() -> anyhow::Result<ImageFigures> {
+    let runner = Runner { dry_run: false };
+    let handler = workspace_root().join("services/mock-service/src/app.rs");
+    std::fs::File::options()
+        .append(true)
+        .open(&handler)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+        .with_context(|| format!("touching {}", handler.display()))?;
+    let started = Instant::now();
+    build_binary(runner)?;
+    let rebuild = started.elapsed();
+    let docker_answers = find_on_path("docker").is_some()
+        && Cmd::new("docker", "asking the Docker engine")
+            .arg("info")
+            .succeeds()?;
+    let image_bytes = docker_answers.then(|| {
+        build_image(runner)
+            .and_then(|reference| {
+                Cmd::new("docker", "reading the image's size")
+                    .args(["image", "inspect", "--format", "{{.Size}}", &reference])
+                    .read()
+            })
+            .and_then(|size| Ok(size.parse::<u64>()?))
+            .map_err(|e| format!("{e:#}"))
+    });
+    Ok(ImageFigures {
+        rebuild,
+        image_bytes,
+    })
+}
+
+fn revision() -> String {
+    let git = |args: &[&str]| {
+        Cmd::new("git", "reading the revision")
+            .args(args)
+            .current_dir(workspace_root())
+            .read()
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Ok(hash) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_ok_and(|s| !s.is_empty());
+            if dirty {
+                format!("{hash} (with local changes)")
+            } else {
+                hash
+            }
+        }
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+/// `GET path` on a fresh connection; the status code, or `None` if there is no answer
+/// within a second. Used for readiness, where a pooled client would hide a restart.
+async fn http_get_status(address: &str, path: &str) -> Option<u16> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        // "HTTP/1.1 200"
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), exchange)
+        .await
+        .ok()
+        .flatten()
+}

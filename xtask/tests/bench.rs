@@ -1,0 +1,129 @@
+//! `cargo xtask bench --quick` runs the whole suite (release builds, the mesh, the
+//! hello-world, the OTLP receiver, the generators, the image) and writes its tables into
+//! an existing document without losing the text around them (`--no-install`: a peer that
+//! is missing is skipped with a note, not built here). It checks that every
+//! figure was produced, not how good it is: targets are for the benchmark to report.
+
+use std::process::Command;
+
+use xtask::bench::{RESULTS_END, RESULTS_START};
+
+/// The number in column `column` (0-based, after the row's name) of the table row that
+/// starts with `| name |`.
+fn cell(markdown: &str, name: &str, column: usize) -> Option<String> {
+    let row = markdown
+        .lines()
+        .find(|line| line.starts_with(&format!("| {name} |")))?;
+    row.split('|')
+        .map(str::trim)
+        .nth(column + 2)
+        .map(str::to_owned)
+}
+
+fn positive(markdown: &str, name: &str, column: usize) -> f64 {
+    let text =
+        cell(markdown, name, column).unwrap_or_else(|| panic!("no row `{name}`:\n{markdown}"));
+    let value: f64 = text
+        .parse()
+        .unwrap_or_else(|_| panic!("`{text}` in row `{name}` is not a number:\n{markdown}"));
+    assert!(
+        value > 0.0,
+        "row `{name}` column {column} is {value}:\n{markdown}"
+    );
+    value
+}
+
+#[test]
+fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
+    let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let output = dir.join("benchmarks.md");
+    std::fs::write(
+        &output,
+        format!("# Benchmarks\n\nHand-written notes.\n\n{RESULTS_START}\nold figures\n{RESULTS_END}\n\n## Profiling\nkept\n"),
+    )
+    .expect("seed the document");
+
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "--quick", "--no-install", "--output"])
+        .arg(&output)
+        .output()
+        .expect("run cargo xtask bench");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stderr}");
+
+    let document = std::fs::read_to_string(&output).expect("the document");
+    assert!(
+        document.contains("Hand-written notes.") && document.contains("## Profiling\nkept"),
+        "{document}"
+    );
+    assert!(!document.contains("old figures"), "{document}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        document.contains(stdout.trim()),
+        "stdout carries the same tables:\n{stdout}"
+    );
+
+    let cores = std::thread::available_parallelism().expect("cores").get();
+    assert!(
+        document.contains(&format!("- Machine: {cores} cores (")),
+        "{document}"
+    );
+    for section in [
+        "### 1. Mesh throughput",
+        "### 2. Telemetry overhead",
+        "### 3. Footprint",
+        "### 4. Load generators",
+        "### 5. Image and inner loop",
+    ] {
+        assert!(document.contains(section), "missing {section}:\n{document}");
+    }
+    // The mesh answered at full load, with and without span export.
+    for endpoint in ["POST /api/action", "GET /api/data"] {
+        positive(&document, endpoint, 1);
+        assert_eq!(
+            cell(&document, endpoint, 4).as_deref(),
+            Some("0"),
+            "failures:\n{document}"
+        );
+    }
+    // The image's static binary, as a mesh, with spans on and off.
+    for spans in ["on", "off"] {
+        positive(&document, spans, 0);
+    }
+    let received = document
+        .split("The receiver got ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the span count");
+    assert!(
+        received > 0,
+        "span export was on but no span arrived:\n{document}"
+    );
+    // Memory of each of the seven services, and the start-ups.
+    for service in [
+        "gateway-service",
+        "order-service",
+        "user-service",
+        "product-service",
+        "inventory-service",
+        "payment-service",
+        "notification-service",
+    ] {
+        positive(&document, service, 0);
+        positive(&document, service, 2);
+    }
+    assert!(document.contains("of 5 starts"), "{document}");
+    // The project's generator always runs; a peer runs or says why it was skipped.
+    positive(&document, "xtask traffic", 0);
+    for peer in ["oha", "wrk"] {
+        let first = cell(&document, peer, 0).unwrap_or_default();
+        assert!(
+            first.starts_with("skipped: ") || first.parse::<f64>().is_ok_and(|rps| rps > 0.0),
+            "{peer}: `{first}`:\n{document}"
+        );
+    }
+    assert!(document.contains("after touching a handler"), "{document}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
