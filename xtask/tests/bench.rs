@@ -92,7 +92,7 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
         positive(&document, spans, 0);
     }
     let received = document
-        .split("The receiver got ")
+        .split("the OTLP receiver got ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse::<u64>().ok())

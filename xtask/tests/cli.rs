@@ -38,6 +38,9 @@ fn bad_values_name_their_flag() {
         ),
         (&["traffic", "--scenario", "sideways"], "--scenario"),
         (&["smoke", "--colour"], "--colour"),
+        (&["bench", "--connections", "0"], "--connections"),
+        (&["bench", "--duration", "0"], "--duration"),
+        (&["bench", "--duration", "long"], "--duration"),
         (
             &["chaos", "inventory-service", "--error-rate", "2"],
             "--error-rate",

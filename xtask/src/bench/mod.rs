@@ -111,7 +111,7 @@ pub struct ImageFigures {
     pub image_bytes: Option<Result<u64, String>>,
 }
 
-/// The endpoints measured on the mesh: (traffic mix, label, HTTP exchanges per request).
+/// The endpoints measured on the mesh: (traffic mix, label).
 const MESH_ENDPOINTS: [(&str, &str); 2] = [
     ("action=1", "POST /api/action"),
     ("data=1", "GET /api/data"),

@@ -197,7 +197,7 @@ impl Results {
         let _ = writeln!(
             w,
             "The same mesh with span export on, and with `OTEL_SDK_DISABLED=true` (no spans; \
-             metrics still on). The receiver got {} spans.\n",
+             metrics still on). Over the whole run the OTLP receiver got {} spans.\n",
             self.spans_received
         );
         let _ = writeln!(

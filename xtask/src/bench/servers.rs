@@ -24,6 +24,10 @@ use tokio::net::TcpListener;
 pub const HELLO_PATH: &str = "/api/data";
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask bench-server hello   # prints `listening on 127.0.0.1:PORT`; SIGTERM stops it
+  cargo xtask bench-server otlp    # the same, and `spans N` when it stops")]
 pub struct ServerArgs {
     #[arg(value_enum)]
     pub kind: ServerKind,
