@@ -39,7 +39,7 @@ pub use report::{RESULTS_END, RESULTS_START, splice};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  cargo xtask bench                 # the full run (about 5 minutes), into docs/benchmarks.md
+  cargo xtask bench                 # the full run (about 10 minutes with the builds), into docs/benchmarks.md
   cargo xtask bench --quick         # 3 s per run: checks the suite works, figures are rough
   cargo xtask bench --output /tmp/b.md --connections 128
 
