@@ -6,6 +6,7 @@
 
 use std::process::Command;
 
+use mock_service::topology::Topology;
 use xtask::bench::{RESULTS_END, RESULTS_START};
 
 /// The number in column `column` (0-based, after the row's name) of the table row that
@@ -102,15 +103,7 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
         "span export was on but no span arrived:\n{document}"
     );
     // Memory of each of the seven services, and the start-ups.
-    for service in [
-        "gateway-service",
-        "order-service",
-        "user-service",
-        "product-service",
-        "inventory-service",
-        "payment-service",
-        "notification-service",
-    ] {
+    for service in Topology::guide().service_names() {
         positive(&document, service, 0);
         positive(&document, service, 2);
     }

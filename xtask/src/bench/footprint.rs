@@ -6,14 +6,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
-use tokio::process::Child;
 
 use super::{http_get_status, mesh::free_ports};
-use crate::cmd::Cmd;
+use crate::{cmd::Cmd, local::terminate};
 
 /// A process's resident set now (`VmRSS`) and at its highest (`VmHWM`), in KiB.
 #[derive(Clone, Copy, Debug)]
@@ -37,12 +32,6 @@ impl Memory {
             rss_kib: kib("VmRSS:")?,
             peak_kib: kib("VmHWM:")?,
         })
-    }
-}
-
-pub fn terminate(child: &Child) {
-    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
 }
 

@@ -48,20 +48,9 @@ pub fn traffic(
         .arg("--json")
         .arg(json)
         .read()?;
-    #[derive(Deserialize)]
-    struct Report {
-        total: Row,
-    }
-    #[derive(Deserialize)]
-    struct Row {
-        requests_per_second: f64,
-        p50_ms: f64,
-        p99_ms: f64,
-        failures: u64,
-    }
     let text =
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
-    let report: Report = serde_json::from_str(&text)
+    let report: crate::traffic::Report = serde_json::from_str(&text)
         .with_context(|| format!("parsing the traffic summary {}", json.display()))?;
     Ok(Load {
         requests_per_second: report.total.requests_per_second,

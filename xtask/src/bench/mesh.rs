@@ -9,64 +9,47 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use mock_service::{
-    config::url_variable,
-    topology::{DEFAULT_TOPOLOGY, Route, Topology},
-};
+use mock_service::topology::{DEFAULT_TOPOLOGY, Route, Topology};
 use tokio::process::Child;
 
 use super::{footprint, http_get_status};
-use crate::cmd::Cmd;
-
-/// Where the mesh's spans go, if anywhere.
-#[derive(Clone, Debug)]
-pub enum Spans {
-    /// OTLP/gRPC export to this endpoint (tracing on, as deployed).
-    ExportTo(String),
-    /// `OTEL_SDK_DISABLED=true`: no spans are made or sent; metrics stay on.
-    Disabled,
-}
+use crate::local::{service_command, stop_children};
 
 pub struct BenchMesh {
     services: Vec<(String, Child)>,
     pub gateway: String,
 }
 
+/// The zero-work graph, parsed, and the file the services read it from.
+pub struct ZeroWork {
+    pub topology: Topology,
+    pub file: PathBuf,
+}
+
 impl BenchMesh {
+    /// Starts every service of `graph`, exporting spans to `spans_to` (`None`: span
+    /// export off, metrics still on), and waits until each is ready.
     pub async fn start(
         binary: &Path,
-        topology_file: &Path,
-        spans: &Spans,
+        graph: &ZeroWork,
+        spans_to: Option<&str>,
         logs: &Path,
     ) -> anyhow::Result<BenchMesh> {
-        let topology = Topology::parse(
-            &topology_file.display().to_string(),
-            &std::fs::read_to_string(topology_file)?,
-        )?;
-        let names: Vec<String> = topology.services().map(|s| s.name.clone()).collect();
+        let names: Vec<String> = graph.topology.services().map(|s| s.name.clone()).collect();
         let mut free = free_ports(names.len() * 2)?.into_iter();
         let ports: BTreeMap<String, u16> = names.iter().cloned().zip(free.by_ref()).collect();
         std::fs::create_dir_all(logs)?;
         let mut services = Vec::new();
-        for service in topology.services() {
-            let mut cmd = Cmd::new(binary, format!("starting {}", service.name))
-                .env("SERVICE_NAME", &service.name)
-                .env("PORT", ports[&service.name].to_string())
-                .env(
-                    "ADMIN_PORT",
-                    free.next().context("a free port")?.to_string(),
-                )
-                .env("TOPOLOGY_FILE", topology_file);
-            for dependency in service.dependencies() {
-                cmd = cmd.env(
-                    url_variable(dependency),
-                    format!("http://127.0.0.1:{}", ports[dependency]),
-                );
-            }
-            cmd = match spans {
-                Spans::ExportTo(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-                Spans::Disabled => cmd.env("OTEL_SDK_DISABLED", "true"),
-            };
+        for service in graph.topology.services() {
+            let admin_port = free.next().context("a free port")?;
+            let cmd = service_command(
+                binary,
+                service,
+                &ports,
+                admin_port,
+                spans_to,
+                Some(&graph.file),
+            );
             let child = cmd.spawn_logged(&logs.join(format!("{}.log", service.name)))?;
             services.push((service.name.clone(), child));
         }
@@ -97,23 +80,19 @@ impl BenchMesh {
 
     /// SIGTERM to every service, then waits for each to exit.
     pub async fn stop(mut self) {
-        for (_, child) in &self.services {
-            footprint::terminate(child);
-        }
-        for (_, child) in &mut self.services {
-            if tokio::time::timeout(Duration::from_secs(15), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        }
+        stop_children(
+            self.services
+                .iter_mut()
+                .map(|(name, child)| (name.as_str(), child))
+                .collect(),
+        )
+        .await;
     }
 }
 
 /// The guide's graph with every `work_ms` removed: what is measured is the mesh's own
 /// cost (HTTP, telemetry), not simulated work.
-pub fn write_zero_work_topology(dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn write_zero_work_topology(dir: &Path) -> anyhow::Result<ZeroWork> {
     let yaml: String = DEFAULT_TOPOLOGY
         .lines()
         .filter(|line| !line.trim_start().starts_with("work_ms:"))
@@ -129,9 +108,9 @@ pub fn write_zero_work_topology(dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     std::fs::create_dir_all(dir)?;
-    let path = dir.join("topology-zero-work.yaml");
-    std::fs::write(&path, yaml)?;
-    Ok(path)
+    let file = dir.join("topology-zero-work.yaml");
+    std::fs::write(&file, yaml)?;
+    Ok(ZeroWork { topology, file })
 }
 
 /// `count` distinct free ports on loopback: bound together (so no two are the same),

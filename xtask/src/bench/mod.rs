@@ -29,11 +29,12 @@ use crate::{
         images::{build_binary, build_image},
     },
     cmd::{Cmd, find_on_path},
+    local::terminate,
     workspace_root,
 };
 use load::{Load, Shape};
 use machine::Machine;
-use mesh::{BenchMesh, Spans};
+use mesh::BenchMesh;
 pub use report::{RESULTS_END, RESULTS_START, splice};
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +84,6 @@ pub struct Results {
     pub spans_received: u64,
     pub memory_idle: Vec<(String, footprint::Memory)>,
     pub memory_loaded: Vec<(String, footprint::Memory)>,
-    pub load_seconds: u64,
     pub startup: Result<Vec<Duration>, String>,
     pub image: Result<ImageFigures, String>,
     /// Why the image's binary was not run as a mesh, if it was not.
@@ -119,8 +119,7 @@ const MESH_ENDPOINTS: [(&str, &str); 2] = [
 
 impl BenchArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let root = workspace_root();
-        let work = root.join("target").join("bench");
+        let work = workspace_root().join("target").join("bench");
         let output = std::path::absolute(&self.output)?;
         // Fail on an unwritable output now, not after minutes of measuring.
         if let Some(dir) = output.parent() {
@@ -137,52 +136,34 @@ impl BenchArgs {
         eprintln!("bench: {machine}");
         step("building the release binaries (services, xtask)");
         let binaries = build_release()?;
-        let topology = mesh::write_zero_work_topology(&work)?;
+        let graph = mesh::write_zero_work_topology(&work)?;
 
         let (mut otlp, otlp_address) = start_server(&binaries.xtask, "otlp", &work).await?;
         let otlp_endpoint = format!("http://{otlp_address}");
 
         let generators = self
-            .generators_against_hello(&binaries, &work, &shape)
+            .generators_against_hello(&binaries, &work, &shape, machine.cores)
             .await?;
 
+        let meshes = MeshBench {
+            xtask: &binaries.xtask,
+            graph: &graph,
+            otlp_endpoint: &otlp_endpoint,
+            work: &work,
+            shape: &shape,
+        };
         step("the mesh, span export on (idle memory, then load)");
-        let logs = work.join("logs");
-        let mut mesh_runs = Vec::new();
-        let exporting = BenchMesh::start(
-            &binaries.service,
-            &topology,
-            &Spans::ExportTo(otlp_endpoint.clone()),
-            &logs.join("spans-on"),
-        )
-        .await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let memory_idle = exporting.memory()?;
-        mesh_runs.extend(drive_mesh(
-            &binaries.xtask,
-            &exporting,
-            true,
-            &shape,
-            &work,
-        )?);
-        let memory_loaded = exporting.memory()?;
-        exporting.stop().await;
-
+        let exporting = meshes
+            .measure(&binaries.service, Build::Release, true, &MESH_ENDPOINTS)
+            .await?;
         step("the mesh, span export off (OTEL_SDK_DISABLED=true)");
-        let quiet = BenchMesh::start(
-            &binaries.service,
-            &topology,
-            &Spans::Disabled,
-            &logs.join("spans-off"),
-        )
-        .await?;
-        mesh_runs.extend(drive_mesh(&binaries.xtask, &quiet, false, &shape, &work)?);
-        quiet.stop().await;
+        let quiet = meshes
+            .measure(&binaries.service, Build::Release, false, &MESH_ENDPOINTS)
+            .await?;
+        let mut mesh_runs: Vec<MeshRun> = exporting.runs.into_iter().chain(quiet.runs).collect();
 
         step("the image's static (musl) binary: the mesh, span export on and off");
-        let image_runs = image_mesh(&binaries.xtask, &topology, &otlp_endpoint, &work, &shape)
-            .await
-            .map_err(|e| format!("{e:#}"));
+        let image_runs = meshes.measure_image().await.map_err(|e| format!("{e:#}"));
         let image_runs_skipped = match image_runs {
             Ok(runs) => {
                 mesh_runs.extend(runs);
@@ -197,9 +178,9 @@ impl BenchArgs {
         step(&format!("start-up time, {starts} starts"));
         let startup = footprint::startup_times(
             &binaries.service,
-            &topology,
+            &graph.file,
             &otlp_endpoint,
-            &logs.join("startup.log"),
+            &work.join("logs").join("startup.log"),
             starts,
         )
         .await
@@ -214,13 +195,12 @@ impl BenchArgs {
             command: self.command_line(),
             revision: revision(),
             date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            load_seconds: shape.duration.as_secs() * MESH_ENDPOINTS.len() as u64,
             shape,
             generators,
             mesh: mesh_runs,
             spans_received,
-            memory_idle,
-            memory_loaded,
+            memory_idle: exporting.memory_idle,
+            memory_loaded: exporting.memory_loaded,
             startup,
             image,
             image_runs_skipped,
@@ -239,14 +219,17 @@ impl BenchArgs {
         binaries: &Binaries,
         work: &Path,
         shape: &Shape,
+        cores: usize,
     ) -> anyhow::Result<Vec<(&'static str, Result<Load, String>)>> {
-        let oha = load::find_or_install_oha(&work.join("..").join("bench-tools"), !self.no_install)
-            .map_err(|e| format!("{e:#}"));
+        let oha = load::find_or_install_oha(
+            &workspace_root().join("target").join("bench-tools"),
+            !self.no_install,
+        )
+        .map_err(|e| format!("{e:#}"));
         let wrk = load::find_wrk().map_err(|e| format!("{e:#}"));
 
         let (mut hello, address) = start_server(&binaries.xtask, "hello", work).await?;
         let url = format!("http://{address}{}", servers::HELLO_PATH);
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let mut generators = Vec::new();
         step("xtask traffic -> hello-world");
         generators.push((
@@ -270,7 +253,7 @@ impl BenchArgs {
             "wrk",
             wrk.and_then(|wrk| load::wrk(&wrk, &url, shape, cores).map_err(|e| format!("{e:#}"))),
         ));
-        footprint::terminate(&hello);
+        terminate(&hello);
         let _ = hello.wait().await;
         if let Err(error) = &generators[0].1 {
             bail!("the project's own generator failed against the hello-world: {error}");
@@ -322,62 +305,82 @@ fn build_release() -> anyhow::Result<Binaries> {
     })
 }
 
-/// Both mesh endpoints at full speed, one after the other.
-fn drive_mesh(
-    xtask: &Path,
-    mesh: &BenchMesh,
-    spans: bool,
-    shape: &Shape,
-    work: &Path,
-) -> anyhow::Result<Vec<MeshRun>> {
-    MESH_ENDPOINTS
-        .iter()
-        .map(|(mix, endpoint)| {
-            let name = mix.trim_end_matches("=1");
-            let json = work.join(format!(
-                "mesh-{name}-spans-{}.json",
-                if spans { "on" } else { "off" }
-            ));
-            let load = load::traffic(xtask, &mesh.gateway, mix, shape, &json)?;
-            Ok(MeshRun {
-                build: Build::Release,
-                spans,
-                endpoint,
-                load,
-            })
-        })
-        .collect()
+/// What every mesh of the run shares.
+struct MeshBench<'a> {
+    xtask: &'a Path,
+    graph: &'a mesh::ZeroWork,
+    otlp_endpoint: &'a str,
+    work: &'a Path,
+    shape: &'a Shape,
 }
 
-/// The mesh again with the image's static binary, POST /api/action with spans on and off.
-async fn image_mesh(
-    xtask: &Path,
-    topology: &Path,
-    otlp_endpoint: &str,
-    work: &Path,
-    shape: &Shape,
-) -> anyhow::Result<Vec<MeshRun>> {
-    let binary = build_binary(Runner { dry_run: false })?;
-    let mut runs = Vec::new();
-    for spans in [true, false] {
-        let (setting, label) = if spans {
-            (Spans::ExportTo(otlp_endpoint.to_owned()), "image-spans-on")
-        } else {
-            (Spans::Disabled, "image-spans-off")
-        };
-        let mesh =
-            BenchMesh::start(&binary, topology, &setting, &work.join("logs").join(label)).await?;
-        let json = work.join(format!("mesh-action-{label}.json"));
-        let load = load::traffic(xtask, &mesh.gateway, "action=1", shape, &json);
+/// One mesh: its runs, and each service's memory before and after them.
+struct MeshMeasurement {
+    runs: Vec<MeshRun>,
+    memory_idle: Vec<(String, footprint::Memory)>,
+    memory_loaded: Vec<(String, footprint::Memory)>,
+}
+
+impl MeshBench<'_> {
+    /// Starts the mesh of `binary`, drives each of `endpoints` at full speed one after
+    /// the other, and stops it.
+    async fn measure(
+        &self,
+        binary: &Path,
+        build: Build,
+        spans: bool,
+        endpoints: &[(&str, &'static str)],
+    ) -> anyhow::Result<MeshMeasurement> {
+        let label = format!(
+            "{}-spans-{}",
+            if build == Build::Image {
+                "image"
+            } else {
+                "release"
+            },
+            if spans { "on" } else { "off" }
+        );
+        let spans_to = spans.then_some(self.otlp_endpoint);
+        let logs = self.work.join("logs").join(&label);
+        let mesh = BenchMesh::start(binary, self.graph, spans_to, &logs).await?;
+        // A moment to settle, so that "idle" comes after start-up's allocations.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let memory_idle = mesh.memory()?;
+        let runs = endpoints
+            .iter()
+            .map(|(mix, endpoint)| {
+                let name = mix.trim_end_matches("=1");
+                let json = self.work.join(format!("mesh-{name}-{label}.json"));
+                let load = load::traffic(self.xtask, &mesh.gateway, mix, self.shape, &json)?;
+                Ok(MeshRun {
+                    build,
+                    spans,
+                    endpoint,
+                    load,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>();
+        let memory_loaded = mesh.memory();
         mesh.stop().await;
-        runs.push(MeshRun {
-            build: Build::Image,
-            spans,
-            endpoint: "POST /api/action",
-            load: load?,
-        });
+        Ok(MeshMeasurement {
+            runs: runs?,
+            memory_idle,
+            memory_loaded: memory_loaded?,
+        })
     }
-    Ok(runs)
+
+    /// The image's static binary, POST /api/action with spans on and off.
+    async fn measure_image(&self) -> anyhow::Result<Vec<MeshRun>> {
+        let binary = build_binary(Runner { dry_run: false })?;
+        let mut runs = Vec::new();
+        for spans in [true, false] {
+            let measured = self
+                .measure(&binary, Build::Image, spans, &MESH_ENDPOINTS[..1])
+                .await?;
+            runs.extend(measured.runs);
+        }
+        Ok(runs)
+    }
 }
 
 /// Starts `xtask bench-server KIND` and reads the address from its first line.
@@ -404,7 +407,7 @@ async fn start_server(xtask: &Path, kind: &str, work: &Path) -> anyhow::Result<(
 
 /// Stops the OTLP receiver and returns how many spans it received.
 async fn stop_otlp(otlp: &mut Child) -> anyhow::Result<u64> {
-    footprint::terminate(otlp);
+    terminate(otlp);
     let mut rest = String::new();
     if let Some(stdout) = otlp.stdout.as_mut() {
         tokio::time::timeout(Duration::from_secs(10), stdout.read_to_string(&mut rest))

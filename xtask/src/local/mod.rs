@@ -6,18 +6,22 @@ mod processes;
 mod stack;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use mock_service::{config::url_variable, topology::Topology};
+use mock_service::{
+    config::url_variable,
+    topology::{Service, Topology},
+};
 
 use crate::{cmd::Cmd, target_dir, workspace_root};
 use processes::{Supervisor, read_pid, stop_recorded};
 
 pub use ports::{GATEWAY_PORT, admin_port, service_ports};
-pub use processes::alive;
+pub use processes::{alive, stop_children, terminate};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -98,26 +102,21 @@ impl LocalArgs {
         let mut supervisor = Supervisor::new(&state)?;
 
         let tracing_to = stack::otlp_endpoint(&tools);
+        let topology_file = self
+            .topology
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()?;
         for service in topology.services() {
             let port = ports[&service.name];
-            let mut cmd = Cmd::new(&binary, format!("starting {}", service.name))
-                .env("SERVICE_NAME", &service.name)
-                .env("HOST", "127.0.0.1")
-                .env("PORT", port.to_string())
-                .env("ADMIN_PORT", admin_port(port).to_string());
-            for dependency in service.dependencies() {
-                cmd = cmd.env(
-                    url_variable(dependency),
-                    format!("http://127.0.0.1:{}", ports[dependency]),
-                );
-            }
-            cmd = match &tracing_to {
-                Some(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-                None => cmd.env("OTEL_SDK_DISABLED", "true"),
-            };
-            if let Some(path) = &self.topology {
-                cmd = cmd.env("TOPOLOGY_FILE", std::path::absolute(path)?);
-            }
+            let cmd = service_command(
+                &binary,
+                service,
+                &ports,
+                admin_port(port),
+                tracing_to.as_deref(),
+                topology_file.as_deref(),
+            );
             supervisor.spawn(&service.name, cmd)?;
         }
         for tool in &tools {
@@ -148,6 +147,38 @@ impl LocalArgs {
     }
 }
 
+/// The command that starts `service` on 127.0.0.1 at `ports[service]`, its admin API on
+/// `admin_port`, its dependencies at their ports in `ports`; spans exported to
+/// `spans_to`, or none (`OTEL_SDK_DISABLED`); the built-in graph unless `topology_file`.
+pub fn service_command(
+    binary: &Path,
+    service: &Service,
+    ports: &BTreeMap<String, u16>,
+    admin_port: u16,
+    spans_to: Option<&str>,
+    topology_file: Option<&Path>,
+) -> Cmd {
+    let mut cmd = Cmd::new(binary, format!("starting {}", service.name))
+        .env("SERVICE_NAME", &service.name)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", ports[&service.name].to_string())
+        .env("ADMIN_PORT", admin_port.to_string());
+    for dependency in service.dependencies() {
+        cmd = cmd.env(
+            url_variable(dependency),
+            format!("http://127.0.0.1:{}", ports[dependency]),
+        );
+    }
+    cmd = match spans_to {
+        Some(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        None => cmd.env("OTEL_SDK_DISABLED", "true"),
+    };
+    match topology_file {
+        Some(path) => cmd.env("TOPOLOGY_FILE", path),
+        None => cmd,
+    }
+}
+
 /// Builds mock-service with the same cargo that runs xtask; returns the binary.
 fn build_service(release: bool) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -167,11 +198,7 @@ fn build_service(release: bool) -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-fn urls(
-    topology: &Topology,
-    ports: &std::collections::BTreeMap<String, u16>,
-    tools: &[stack::Tool],
-) -> String {
+fn urls(topology: &Topology, ports: &BTreeMap<String, u16>, tools: &[stack::Tool]) -> String {
     let mut out =
         String::from("\nThe mesh is up (Ctrl+C, or `cargo xtask local --stop`, stops it):\n");
     for service in topology.services() {

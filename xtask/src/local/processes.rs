@@ -158,23 +158,14 @@ impl Supervisor {
 
     /// SIGTERM to every process, then up to 15 s for each to exit, then SIGKILL.
     pub async fn stop_all(&mut self) {
+        stop_children(
+            self.children
+                .iter_mut()
+                .map(|managed| (managed.name.as_str(), &mut managed.child))
+                .collect(),
+        )
+        .await;
         for managed in &self.children {
-            if let Some(pid) = managed.child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
-        }
-        for managed in &mut self.children {
-            if tokio::time::timeout(STOP_TIMEOUT, managed.child.wait())
-                .await
-                .is_err()
-            {
-                eprintln!(
-                    "{} did not stop within {} s; killing it",
-                    managed.name,
-                    STOP_TIMEOUT.as_secs()
-                );
-                let _ = managed.child.kill().await;
-            }
             let _ = std::fs::remove_file(self.state.join("pids").join(&managed.name));
         }
         let _ = std::fs::remove_file(self.state.join("xtask.pid"));
@@ -240,6 +231,32 @@ pub async fn stop_recorded(state: &Path) -> anyhow::Result<()> {
         eprintln!("stopped {name} (pid {pid})");
     }
     Ok(())
+}
+
+/// SIGTERM to each child, then up to 15 s for each to exit, then SIGKILL.
+pub async fn stop_children(mut children: Vec<(&str, &mut Child)>) {
+    for (_, child) in &children {
+        terminate(child);
+    }
+    for (name, child) in &mut children {
+        if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "{name} did not stop within {} s; killing it",
+                STOP_TIMEOUT.as_secs()
+            );
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Asks a child to stop (SIGTERM), as Kubernetes would.
+pub fn terminate(child: &Child) {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
 }
 
 pub fn read_pid(path: &Path) -> Option<i32> {

@@ -3,14 +3,14 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     engine::{EndpointStats, Outcome, StopReason},
     options::{Endpoint, Objective, Slo},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub target: String,
     pub elapsed_seconds: f64,
@@ -20,7 +20,7 @@ pub struct Report {
     pub slo: Vec<SloResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Row {
     pub endpoint: String,
     pub requests: u64,
@@ -35,7 +35,7 @@ pub struct Row {
     pub failure_reasons: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SloResult {
     pub objective: String,
     pub measured: String,
