@@ -14,7 +14,8 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use crate::{
     cluster::{CONTEXT, kubectl},
-    local::{self, admin_port, service_ports},
+    local,
+    ports::{admin_port, service_ports},
     traffic::options::parse_duration,
 };
 

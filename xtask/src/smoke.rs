@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use mock_service::endpoints;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -31,18 +32,18 @@ impl SmokeArgs {
             .timeout(Duration::from_secs(10))
             .build()?;
         let checks: [(&str, reqwest::Method, &str, u16); 4] = [
-            ("health", reqwest::Method::GET, "/health", 200),
-            ("data", reqwest::Method::GET, "/api/data", 200),
+            ("health", reqwest::Method::GET, endpoints::HEALTH, 200),
+            ("data", reqwest::Method::GET, endpoints::DATA, 200),
             (
                 "action (all seven services)",
                 reqwest::Method::POST,
-                "/api/action",
+                endpoints::ACTION,
                 200,
             ),
             (
                 "error, answering 500 as designed",
                 reqwest::Method::GET,
-                "/api/error",
+                endpoints::ERROR,
                 500,
             ),
         ];
@@ -70,7 +71,11 @@ impl SmokeArgs {
                 }
             }
         }
-        match client.get(format!("{base}/metrics")).send().await {
+        match client
+            .get(format!("{base}{}", endpoints::METRICS))
+            .send()
+            .await
+        {
             Ok(response) => {
                 let text = response.text().await.unwrap_or_default();
                 let missing: Vec<&str> = GUIDE_METRICS

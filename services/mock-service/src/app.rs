@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use telemetry::{DownstreamClient, DownstreamError, Metrics};
 
 use crate::{
+    endpoints,
     faults::{self, Faults},
     topology::{Route, RoutePlan, Service},
 };
@@ -181,13 +182,13 @@ impl AppState {
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/api/data", get(data))
-        .route("/api/action", post(action))
-        .route("/api/slow", get(slow))
-        .route("/api/error", get(error))
+        .route(endpoints::HEALTH, get(health))
+        .route(endpoints::READY, get(ready))
+        .route(endpoints::METRICS, get(metrics))
+        .route(endpoints::DATA, get(data))
+        .route(endpoints::ACTION, post(action))
+        .route(endpoints::SLOW, get(slow))
+        .route(endpoints::ERROR, get(error))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -280,24 +281,23 @@ async fn error(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    let body = json!({ "error": "not found", "path": uri.path(), "endpoints": ENDPOINTS });
+    let body = json!({ "error": "not found", "path": uri.path(), "endpoints": endpoint_list() });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
-    let body = json!({ "error": "method not allowed", "path": uri.path(), "endpoints": ENDPOINTS });
+    let body =
+        json!({ "error": "method not allowed", "path": uri.path(), "endpoints": endpoint_list() });
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
-const ENDPOINTS: [&str; 7] = [
-    "GET /health",
-    "GET /ready",
-    "GET /metrics",
-    "GET /api/data",
-    "POST /api/action",
-    "GET /api/slow",
-    "GET /api/error",
-];
+/// "GET /health", "POST /api/action", ...: what a lost client can call.
+fn endpoint_list() -> Vec<String> {
+    endpoints::ALL
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect()
+}
 
 /// Simulated work, then the route's calls in order (each with its probability). Returns
 /// the services called; the first failing call fails the request.

@@ -69,7 +69,8 @@ pub struct Invalid {
     pub reason: String,
 }
 
-const FAULTABLE_ROUTES: [&str; 4] = ["/api/data", "/api/action", "/api/slow", "/api/error"];
+/// The routes a fault can target: the application's, never the probes or the scrape.
+const FAULTABLE_ROUTES: [&str; 4] = crate::endpoints::API;
 
 impl FaultSpec {
     /// Checks every field; `dependencies` are the services this one calls.

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod endpoints;
 pub mod faults;
 pub mod server;
 pub mod topology;

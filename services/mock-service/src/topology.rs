@@ -33,8 +33,8 @@ impl Route {
 
     pub fn path(self) -> &'static str {
         match self {
-            Route::Data => "/api/data",
-            Route::Action => "/api/action",
+            Route::Data => crate::endpoints::DATA,
+            Route::Action => crate::endpoints::ACTION,
         }
     }
 }
@@ -50,10 +50,12 @@ impl FromStr for Route {
     fn from_str(text: &str) -> Result<Self, ()> {
         let mut words = text.split_whitespace();
         let route = match (words.next(), words.next()) {
-            (Some(method), Some("/api/data")) if method.eq_ignore_ascii_case("GET") => Route::Data,
-            (Some(method), Some("/api/action")) if method.eq_ignore_ascii_case("POST") => {
-                Route::Action
-            }
+            (Some(method), Some(path)) => *Route::ALL
+                .iter()
+                .find(|route| {
+                    route.path() == path && method.eq_ignore_ascii_case(route.method().as_str())
+                })
+                .ok_or(())?,
             _ => return Err(()),
         };
         if words.next().is_some() {

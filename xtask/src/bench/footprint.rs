@@ -7,8 +7,14 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{http_get_status, mesh::free_ports};
-use crate::{cmd::Cmd, local::terminate};
+use mock_service::endpoints;
+
+use crate::{
+    cmd::Cmd,
+    local::terminate,
+    ports::free_ports,
+    readiness::{Probe, Readiness},
+};
 
 /// A process's resident set now (`VmRSS`) and at its highest (`VmHWM`), in KiB.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +50,7 @@ pub async fn startup_times(
     log: &Path,
     starts: usize,
 ) -> anyhow::Result<Vec<Duration>> {
+    let probe = Probe::new()?;
     let mut times = Vec::with_capacity(starts);
     for _ in 0..starts {
         let [port, admin_port] = free_ports(2)?[..] else {
@@ -56,23 +63,24 @@ pub async fn startup_times(
             .env("ADMIN_PORT", admin_port.to_string())
             .env("TOPOLOGY_FILE", topology_file)
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint);
+        let url = format!("http://{address}{}", endpoints::READY);
         let started = Instant::now();
         let mut child = cmd.spawn_logged(log)?;
-        let ready = loop {
-            if http_get_status(&address, "/ready").await == Some(200) {
-                break Some(started.elapsed());
-            }
-            if child.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(10) {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        };
+        let ready = probe
+            .wait(
+                &url,
+                &mut child,
+                Duration::from_secs(10),
+                Duration::from_micros(200),
+            )
+            .await?;
         terminate(&child);
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         match ready {
-            Some(elapsed) => times.push(elapsed),
-            None => bail!(
-                "user-service exited, or was not ready within 10 s; see {}",
+            // From just before exec, not from the first poll.
+            Readiness::Ready(_) => times.push(started.elapsed()),
+            not_ready => bail!(
+                "user-service was not ready within 10 s ({not_ready:?}); see {}",
                 log.display()
             ),
         }

@@ -5,15 +5,22 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use mock_service::topology::{DEFAULT_TOPOLOGY, Route, Topology};
+use mock_service::{
+    endpoints,
+    topology::{DEFAULT_TOPOLOGY, Route, Topology},
+};
 use tokio::process::Child;
 
-use super::{footprint, http_get_status};
-use crate::local::{service_command, stop_children};
+use super::footprint;
+use crate::{
+    local::{service_command, stop_children},
+    ports::free_ports,
+    readiness::{Probe, Readiness},
+};
 
 pub struct BenchMesh {
     services: Vec<(String, Child)>,
@@ -57,12 +64,29 @@ impl BenchMesh {
             services,
             gateway: format!("127.0.0.1:{}", ports["gateway-service"]),
         };
-        for (name, port) in &ports {
-            wait_ready(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
-                .await
-                .with_context(|| {
-                    format!("{name} of the benchmark mesh (logs in {})", logs.display())
-                })?;
+        let probe = Probe::new()?;
+        let mut mesh = mesh;
+        for (name, child) in &mut mesh.services {
+            let url = format!(
+                "http://127.0.0.1:{}{}",
+                ports[name.as_str()],
+                endpoints::READY
+            );
+            match probe
+                .wait(
+                    &url,
+                    child,
+                    Duration::from_secs(20),
+                    Duration::from_millis(20),
+                )
+                .await?
+            {
+                Readiness::Ready(_) => {}
+                not_ready => bail!(
+                    "{name} of the benchmark mesh was not ready ({not_ready:?}); logs in {}",
+                    logs.display()
+                ),
+            }
         }
         Ok(mesh)
     }
@@ -111,28 +135,4 @@ pub fn write_zero_work_topology(dir: &Path) -> anyhow::Result<ZeroWork> {
     let file = dir.join("topology-zero-work.yaml");
     std::fs::write(&file, yaml)?;
     Ok(ZeroWork { topology, file })
-}
-
-/// `count` distinct free ports on loopback: bound together (so no two are the same),
-/// read, and released (the OS does not hand them out again at once).
-pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr()?.port()))
-        .collect()
-}
-
-/// Polls `GET /ready` until it answers 200.
-pub async fn wait_ready(address: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if http_get_status(address, "/ready").await == Some(200) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("not ready after {} s at {address}", timeout.as_secs())
 }

@@ -1,7 +1,6 @@
 //! `cargo xtask local`: the whole mesh as local processes, plus the observability tools
 //! found on PATH, with no cluster.
 
-mod ports;
 mod processes;
 mod stack;
 
@@ -17,10 +16,13 @@ use mock_service::{
     topology::{Service, Topology},
 };
 
-use crate::{cmd::Cmd, target_dir, workspace_root};
+use crate::{
+    cmd::Cmd,
+    ports::{self, GATEWAY_PORT, admin_port, service_ports},
+    target_dir, workspace_root,
+};
 use processes::{Supervisor, read_pid, stop_recorded};
 
-pub use ports::{GATEWAY_PORT, admin_port, service_ports};
 pub use processes::{alive, stop_children, terminate};
 
 #[derive(Debug, clap::Args)]
@@ -180,14 +182,24 @@ pub fn service_command(
 }
 
 /// Builds mock-service with the same cargo that runs xtask; returns the binary.
+///
+/// A debug build names `--package xtask` too, although xtask is built already: cargo
+/// unifies the features of shared dependencies (tokio, hyper, ...) over the packages it
+/// is asked to build, so mock-service alone would compile every shared dependency a
+/// second time with other features. With both, the set is the one `cargo xtask` itself
+/// was built with, and a first `cargo xtask local` compiles each dependency once. (A
+/// release build shares nothing with xtask's debug build anyway.)
 fn build_service(release: bool) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Cmd::new(cargo, "building mock-service")
-        .args(["build", "--package", "mock-service"])
+    let packages: &[&str] = if release {
+        &["--release", "--package", "mock-service"]
+    } else {
+        &["--package", "mock-service", "--package", "xtask"]
+    };
+    let cmd = Cmd::new(cargo, "building mock-service")
+        .arg("build")
+        .args(packages)
         .current_dir(workspace_root());
-    if release {
-        cmd = cmd.arg("--release");
-    }
     cmd.run()?;
     let binary = target_dir()
         .join(if release { "release" } else { "debug" })

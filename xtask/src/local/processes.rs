@@ -13,7 +13,7 @@ use nix::{
 };
 use tokio::process::Child;
 
-use crate::cmd::Cmd;
+use crate::{cmd::Cmd, readiness::Probe};
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -63,9 +63,7 @@ impl Supervisor {
         waits: &[(String, String, bool)],
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()?;
+        let probe = Probe::new()?;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pending: Vec<&(String, String, bool)> = waits.iter().collect();
         eprintln!("waiting for {} processes to be ready...", pending.len());
@@ -73,12 +71,7 @@ impl Supervisor {
             let mut still = Vec::new();
             for wait in pending {
                 let (name, url, any_answer) = wait;
-                let ready = client
-                    .get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| *any_answer || r.status().is_success());
-                if ready {
+                if probe.answers(url, *any_answer).await {
                     continue;
                 }
                 if let Some(status) = self.exit_status(name) {

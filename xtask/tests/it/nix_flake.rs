@@ -19,7 +19,7 @@ use std::{
 };
 
 use serde_json::Value;
-use xtask::{cmd::find_on_path, workspace_root};
+use xtask::workspace_root;
 
 /// One locked input of flake.lock.
 struct Pin {
@@ -215,15 +215,8 @@ fn envrc_uses_the_flake() {
 /// `nix` and `nix-instantiate`, or `None` when missing outside CI (the test then says it
 /// skipped).
 fn nix() -> Option<(PathBuf, PathBuf)> {
-    let found = find_on_path("nix").zip(find_on_path("nix-instantiate"));
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install nix-bin (see .ci/run)"
-        );
-        eprintln!("SKIPPED: nix is not installed (apt-get install nix-bin)");
-    }
-    found
+    let how = "apt-get install nix-bin";
+    crate::support::require("nix", how).zip(crate::support::require("nix-instantiate", how))
 }
 
 /// A temporary directory holding copies of the flake's files and of the stubs, so that
@@ -286,6 +279,13 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Runs a Nix command with flakes enabled and no way out of the machine: any download
 /// attempt goes to a closed loopback port and fails at once. Bounded to two minutes.
 fn run(program: &Path, args: &[String]) -> Output {
+    // Nix's store database takes one writer at a time: on a fresh store (CI's), a second
+    // nix started meanwhile fails with "database is busy". The tests run in parallel, so
+    // their nix commands take turns.
+    static ONE_NIX_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_NIX_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut child = Command::new(program)
         .args(args)
         .env("NIX_CONFIG", "experimental-features = nix-command flakes")

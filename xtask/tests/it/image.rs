@@ -11,21 +11,6 @@ fn docker(args: &[&str]) -> std::process::Output {
         .expect("run docker")
 }
 
-fn docker_available() -> bool {
-    let available = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must start a Docker engine (see .ci/run)"
-        );
-        eprintln!("SKIPPED: no Docker engine answers `docker info`");
-    }
-    available
-}
-
 /// Removes the container even when an assertion fails.
 struct Container(String);
 
@@ -37,7 +22,7 @@ impl Drop for Container {
 
 #[test]
 fn the_image_is_small_non_root_content_tagged_and_serves() {
-    if !docker_available() {
+    if !crate::support::require_docker() {
         return;
     }
     let build = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -9,8 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xtask::cmd::find_on_path;
-
 const PORTS: [u16; 15] = [
     30080, 30081, 30082, 30083, 30084, 30085, 30086, 31080, 31081, 31082, 31083, 31084, 31085,
     31086, 9090,
@@ -243,14 +241,9 @@ mod reqwest {
 
 #[test]
 fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
-    if find_on_path("prometheus").is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Prometheus (see .ci/run)"
-        );
-        eprintln!(
-            "SKIPPED: prometheus is not installed (apt-get install prometheus, or nix develop)"
-        );
+    let _serial = crate::support::serial();
+    if crate::support::require("prometheus", "apt-get install prometheus, or nix develop").is_none()
+    {
         return;
     }
     for port in PORTS {

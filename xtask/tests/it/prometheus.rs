@@ -3,21 +3,11 @@
 
 use std::process::Command;
 
-use xtask::{cmd::find_on_path, local::service_ports, prometheus_config, workspace_root};
+use xtask::{ports::service_ports, prometheus_config, workspace_root};
 
-/// promtool, or `None` when it is missing outside CI (the test then says it skipped).
+/// promtool, or `None` when it is missing (the test then says it skipped).
 fn promtool() -> Option<std::path::PathBuf> {
-    let found = find_on_path("promtool");
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install promtool (see .ci/run)"
-        );
-        eprintln!(
-            "SKIPPED: promtool is not installed (apt-get install prometheus, or nix develop)"
-        );
-    }
-    found
+    crate::support::require("promtool", "apt-get install prometheus, or nix develop")
 }
 
 fn run(promtool: &std::path::Path, args: &[&str]) -> String {

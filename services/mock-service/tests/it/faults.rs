@@ -2,14 +2,12 @@
 //! request changes nothing), applied on the request path, visible in metrics, expiring
 //! by itself.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{send, state};
 use axum::{Router, body::Body, http::StatusCode};
 use mock_service::{AppState, app, faults::admin_app};
 use serde_json::{Value, json};
-use support::{send, state};
 
 fn admin(state: &AppState) -> Router {
     admin_app(state.faults().clone(), state.name().to_owned())

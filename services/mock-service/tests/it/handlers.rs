@@ -1,13 +1,11 @@
 //! Each endpoint driven in-process with `tower::ServiceExt::oneshot`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{send, state};
 use axum::{body::Body, http::StatusCode};
 use mock_service::app;
 use serde_json::Value;
-use support::{send, state};
 
 #[tokio::test]
 async fn health_ready_and_metrics() {

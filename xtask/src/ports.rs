@@ -1,8 +1,9 @@
-//! The fixed local ports, and a clear error when one is taken.
+//! Ports on loopback: the local mesh's fixed ones (with a clear error when one is
+//! taken), and free ones for the benchmark's meshes.
 
 use std::collections::BTreeMap;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use mock_service::topology::Topology;
 
 /// The gateway's port: the kind cluster's NodePort, so the guide's
@@ -48,6 +49,18 @@ pub fn check_free(ports: impl IntoIterator<Item = u16>) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!("cannot start the local mesh:\n{}", taken.join("\n"))
+}
+
+/// `count` distinct free ports on loopback: bound together (so no two are the same),
+/// read, and released (the OS does not hand them out again at once).
+pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 fn likely_owner(port: u16) -> &'static str {

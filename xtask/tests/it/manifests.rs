@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use mock_service::topology::Topology;
 use serde::Deserialize as _;
 use serde_json::Value;
-use xtask::{cmd::find_on_path, workspace_root};
+use xtask::workspace_root;
 
 const LOAD_RESTRICTOR: &str = "--load-restrictor=LoadRestrictionsNone";
 const KUBERNETES_VERSION: &str = "1.32.0";
@@ -1401,7 +1401,10 @@ fn renderings() -> Option<&'static [Rendering]> {
     static RENDERINGS: OnceLock<Option<Vec<Rendering>>> = OnceLock::new();
     RENDERINGS
         .get_or_init(|| {
-            let kubectl = required("kubectl", "kubectl 1.32 or later, with kustomize built in")?;
+            let kubectl = crate::support::require(
+                "kubectl",
+                "kubectl 1.32 or later, with kustomize built in",
+            )?;
             let manifests = workspace_root().join("manifests");
             Some(
                 kustomization_dirs()
@@ -1526,25 +1529,8 @@ impl Problems {
     }
 }
 
-/// A program on PATH or in target/tools-venv/bin; `None` (after saying so) when it is
-/// missing outside CI, a failure in CI.
-fn required(program: &str, how: &str) -> Option<PathBuf> {
-    let found = find_on_path(program).or_else(|| {
-        let venv = workspace_root().join("target/tools-venv/bin").join(program);
-        venv.is_file().then_some(venv)
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install {program} (see .ci/run): {how}"
-        );
-        eprintln!("SKIPPED: {program} is not installed ({how})");
-    }
-    found
-}
-
 fn validator(program: &str) -> Option<PathBuf> {
-    required(program, VALIDATORS_HINT)
+    crate::support::require(program, VALIDATORS_HINT)
 }
 
 fn combined(output: &std::process::Output) -> String {

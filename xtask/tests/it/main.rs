@@ -1,0 +1,15 @@
+//! xtask's integration tests, one binary (linked once) with a module per area. Tests
+//! that need a tool this machine may lack print `SKIPPED:` and the reason, except under
+//! `CI`, where they fail (`support::require`).
+
+mod bench;
+mod cli;
+mod cluster_plans;
+mod grafana;
+mod image;
+mod local_mesh;
+mod manifests;
+mod nix_flake;
+mod prometheus;
+mod support;
+mod tiltfile;
