@@ -1,23 +1,15 @@
 //! `cargo xtask chaos`: set, clear or show the injected faults of a service, on every
 //! replica: the local mesh's processes (admin API on 127.0.0.1), or the cluster's pods,
 //! reached through the Kubernetes API (`kubectl port-forward`), never an exposed port.
+//! Which services there are, and where, comes from the running mesh ([`RunningMesh`]).
 
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mock_service::{
-    faults::{FaultSpec, Latency},
-    topology::Topology,
-};
+use mock_service::faults::{FaultSpec, Latency};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::{
-    cluster::{CONTEXT, kubectl},
-    local,
-    ports::{admin_port, service_ports},
-    traffic::options::parse_duration,
-};
+use crate::{mesh::RunningMesh, traffic::options::parse_duration};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -27,10 +19,15 @@ Examples:
   cargo xtask chaos payment-service --error-rate 0.2 --status 503 --for 5m
   cargo xtask chaos product-service --unreachable inventory-service
   cargo xtask chaos inventory-service --clear
-  cargo xtask chaos status               # every service's faults, every replica")]
+  cargo xtask chaos all --clear          # every service back to normal
+  cargo xtask chaos status               # every service's faults, every replica
+
+It acts on the local mesh while `cargo xtask local` runs (the services of its topology),
+otherwise on the kind cluster's pods.")]
 pub struct ChaosArgs {
-    /// The service to break (e.g. inventory-service), or `status` to show all faults
-    #[arg(value_name = "SERVICE|status")]
+    /// The service to break (e.g. inventory-service), `all` (every service: only with
+    /// --clear), or `status` to show every fault
+    #[arg(value_name = "SERVICE|all|status")]
     pub service: String,
 
     /// Added latency: a duration (300ms) or a range (100ms..800ms)
@@ -66,44 +63,30 @@ pub struct ChaosArgs {
     pub cluster: bool,
 }
 
-/// Where the mesh runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mesh {
-    Local,
-    Cluster,
-}
-
-impl Mesh {
-    /// The local mesh when `cargo xtask local` runs, else the cluster.
-    pub fn detect(force_cluster: bool) -> Mesh {
-        let local_running = local::read_supervisor_pid().is_some();
-        if force_cluster || !local_running {
-            Mesh::Cluster
-        } else {
-            Mesh::Local
-        }
-    }
-}
+/// The service name that means every service.
+pub const ALL_SERVICES: &str = "all";
 
 impl ChaosArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let mesh = Mesh::detect(self.cluster);
-        let topology = Topology::guide();
+        let mesh = RunningMesh::find(self.cluster);
         if self.service == "status" {
-            for name in topology.service_names() {
-                for line in show(mesh, name).await? {
+            for name in mesh.services()? {
+                for line in show(&mesh, &name).await? {
                     println!("{line}");
                 }
             }
             return Ok(());
         }
-        if topology.service(&self.service).is_none() {
-            bail!(
-                "`{}` is not a service; use one of {}",
-                self.service,
-                topology.service_names().join(", ")
-            );
+        if self.service == ALL_SERVICES {
+            if !self.clear {
+                bail!("`all` goes with --clear (one fault at a time is injected per service)");
+            }
+            for line in clear_all(&mesh).await? {
+                println!("{line}");
+            }
+            return Ok(());
         }
+        mesh.check_service(&self.service)?;
         let spec = if self.clear {
             None
         } else {
@@ -121,17 +104,26 @@ impl ChaosArgs {
             }
             Some(spec)
         };
-        for line in apply(mesh, &self.service, spec.as_ref()).await? {
+        for line in apply(&mesh, &self.service, spec.as_ref()).await? {
             println!("{line}");
         }
         Ok(())
     }
 }
 
+/// Clears the fault of every service of the mesh; a line per replica.
+pub async fn clear_all(mesh: &RunningMesh) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for service in mesh.services()? {
+        lines.extend(apply(mesh, &service, None).await?);
+    }
+    Ok(lines)
+}
+
 /// Sets (`Some`) or clears (`None`) the fault of every replica of `service`; returns a
 /// line per replica saying what it now has.
 pub async fn apply(
-    mesh: Mesh,
+    mesh: &RunningMesh,
     service: &str,
     spec: Option<&FaultSpec>,
 ) -> anyhow::Result<Vec<String>> {
@@ -150,14 +142,18 @@ pub async fn apply(
 }
 
 /// What every replica of `service` has now.
-pub async fn show(mesh: Mesh, service: &str) -> anyhow::Result<Vec<String>> {
+pub async fn show(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>> {
     each_replica(mesh, service, |client, base| async move {
         client.get(format!("{base}/faults")).send().await
     })
     .await
 }
 
-async fn each_replica<F, Fut>(mesh: Mesh, service: &str, request: F) -> anyhow::Result<Vec<String>>
+async fn each_replica<F, Fut>(
+    mesh: &RunningMesh,
+    service: &str,
+    request: F,
+) -> anyhow::Result<Vec<String>>
 where
     F: Fn(reqwest::Client, String) -> Fut,
     Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
@@ -166,13 +162,13 @@ where
         .timeout(Duration::from_secs(5))
         .build()?;
     let mut lines = Vec::new();
-    for replica in replicas(mesh, service).await? {
-        let response = request(client.clone(), replica.base_url.clone())
+    for api in mesh.admin_apis(service).await? {
+        let response = request(client.clone(), api.base_url.clone())
             .await
             .with_context(|| {
                 format!(
                     "{service} ({}) does not answer on its admin API",
-                    replica.name
+                    api.replica
                 )
             })?;
         let status = response.status();
@@ -185,93 +181,13 @@ where
                 .unwrap_or_default();
             bail!(
                 "{service} ({}) refused the fault: {field}{}",
-                replica.name,
+                api.replica,
                 json["reason"].as_str().unwrap_or("?")
             );
         }
-        lines.push(format!("{service} ({}): {}", replica.name, describe(&json)));
+        lines.push(format!("{service} ({}): {}", api.replica, describe(&json)));
     }
     Ok(lines)
-}
-
-/// The admin API of one replica; for a pod, the port-forward lives as long as this.
-struct Replica {
-    name: String,
-    base_url: String,
-    _port_forward: Option<tokio::process::Child>,
-}
-
-async fn replicas(mesh: Mesh, service: &str) -> anyhow::Result<Vec<Replica>> {
-    match mesh {
-        Mesh::Local => {
-            let ports = service_ports(&Topology::guide());
-            let port = admin_port(ports[service]);
-            Ok(vec![Replica {
-                name: "local".into(),
-                base_url: format!("http://127.0.0.1:{port}"),
-                _port_forward: None,
-            }])
-        }
-        Mesh::Cluster => {
-            let pods = kubectl(
-                "listing the service's pods",
-                [
-                    "-n",
-                    "services",
-                    "get",
-                    "pods",
-                    "-l",
-                    &format!("app={service}"),
-                    "-o",
-                    "jsonpath={.items[*].metadata.name}",
-                ],
-            )
-            .read()?;
-            let mut replicas = Vec::new();
-            for pod in pods.split_whitespace() {
-                replicas.push(port_forward(pod).await?);
-            }
-            if replicas.is_empty() {
-                bail!(
-                    "no pods of {service} in the cluster ({CONTEXT}); is the mesh deployed (`cargo xtask up`)?"
-                );
-            }
-            Ok(replicas)
-        }
-    }
-}
-
-/// `kubectl port-forward pod/POD :9901`, through the API server, to the pod's loopback
-/// admin port; returns once kubectl says where it listens.
-async fn port_forward(pod: &str) -> anyhow::Result<Replica> {
-    let mut child = kubectl(
-        &format!("forwarding to the admin API of pod {pod}"),
-        [
-            "-n",
-            "services",
-            "port-forward",
-            &format!("pod/{pod}"),
-            ":9901",
-        ],
-    )
-    .spawn_piped()?;
-    let stdout = child.stdout.take().context("port-forward stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-        .await
-        .with_context(|| format!("kubectl port-forward to {pod} did not start within 15 s"))??
-        .with_context(|| format!("kubectl port-forward to {pod} exited"))?;
-    // "Forwarding from 127.0.0.1:41235 -> 9901"
-    let address = line
-        .split_whitespace()
-        .find(|word| word.starts_with("127.0.0.1:"))
-        .with_context(|| format!("unexpected port-forward output: {line}"))?
-        .to_owned();
-    Ok(Replica {
-        name: pod.to_owned(),
-        base_url: format!("http://{address}"),
-        _port_forward: Some(child),
-    })
 }
 
 /// "latency 300 ms, errors 20% (503), for 118 s more" or "no fault".

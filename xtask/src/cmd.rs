@@ -59,6 +59,17 @@ impl Cmd {
         self
     }
 
+    /// The program's file name, without its directory.
+    pub fn program_name(&self) -> String {
+        Path::new(&self.program)
+            .file_name()
+            .map_or_else(
+                || self.program.to_string_lossy(),
+                |name| name.to_string_lossy(),
+            )
+            .into_owned()
+    }
+
     /// Runs to completion, its output shown on stderr (xtask's stdout carries only
     /// results, e.g. the image reference); a non-zero exit is an error.
     pub fn run(self) -> anyhow::Result<()> {

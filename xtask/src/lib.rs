@@ -7,11 +7,14 @@ pub mod cluster;
 pub mod cmd;
 pub mod dashboards;
 pub mod local;
+pub mod logs;
+pub mod mesh;
 pub mod ports;
 pub mod prometheus_config;
 pub mod readiness;
 pub mod scenario;
 pub mod smoke;
+pub mod supervisor;
 pub mod traffic;
 
 use std::path::PathBuf;
@@ -63,6 +66,8 @@ pub enum Command {
     Scenario(scenario::ScenarioArgs),
     /// Inject or clear faults (latency, errors, an unreachable dependency) in a service
     Chaos(chaos::ChaosArgs),
+    /// Show the services' logs (local or cluster), or one trace's lines from every service
+    Logs(logs::LogsArgs),
     /// Create, delete or inspect the kind cluster monitoring-demo
     Cluster(cluster::lifecycle::ClusterArgs),
     /// Build the static service binary on the host and its image, tagged by content
@@ -91,6 +96,7 @@ impl Command {
             Command::Smoke(args) => args.run().await,
             Command::Dashboards(args) => args.run().await,
             Command::Chaos(args) => args.run().await,
+            Command::Logs(args) => args.run().await,
             Command::Scenario(args) => args.run().await,
             Command::Cluster(args) => args.run(),
             Command::Images(args) => args.run(),

@@ -10,13 +10,23 @@ use mock_service::topology::Topology;
 /// `curl http://localhost:30080/...` works in both modes.
 pub const GATEWAY_PORT: u16 = 30080;
 
-/// gateway-service on 30080, the others on 30081, 30082, ... in topology order.
+/// The service that takes the mesh's traffic: gateway-service, or in a topology
+/// without one, its first service.
+pub fn entry_service(topology: &Topology) -> &str {
+    topology
+        .service("gateway-service")
+        .or_else(|| topology.services().next())
+        .map_or("gateway-service", |service| service.name.as_str())
+}
+
+/// The entry service on 30080, the others on 30081, 30082, ... in topology order.
 pub fn service_ports(topology: &Topology) -> BTreeMap<String, u16> {
+    let entry = entry_service(topology);
     let mut next = GATEWAY_PORT + 1;
     topology
         .services()
         .map(|service| {
-            let port = if service.name == "gateway-service" {
+            let port = if service.name == entry {
                 GATEWAY_PORT
             } else {
                 next += 1;

@@ -1,12 +1,15 @@
 //! `cargo xtask scenario`: the guide's four demo scenarios as single commands. Each sets
 //! up its faults, runs its traffic, says what to look at, and clears the faults at the
 //! end, also on Ctrl+C (and, should xtask be killed outright, the faults expire by
-//! themselves a minute after the scenario's planned end).
+//! themselves a minute after the scenario's planned end). In the cluster, `degradation`
+//! also takes the guide's own step, inventory-service down to one replica, and puts the
+//! replicas back at the end.
 
 use mock_service::faults::{FaultSpec, Latency};
 
 use crate::{
-    chaos::{self, Mesh},
+    chaos,
+    mesh::{RunningMesh, cluster},
     traffic::{Scenario, Target, TrafficArgs},
 };
 
@@ -36,6 +39,8 @@ pub struct ScenarioArgs {
 
 struct Plan {
     faults: Vec<(&'static str, FaultSpec)>,
+    /// In the cluster: this service runs with one replica meanwhile.
+    scale_to_one: Option<&'static str>,
     traffic: Scenario,
     duration: u64,
     watch: &'static str,
@@ -45,6 +50,7 @@ fn plan(scenario: Scenario) -> Plan {
     match scenario {
         Scenario::Normal => Plan {
             faults: vec![],
+            scale_to_one: None,
             traffic: Scenario::Normal,
             duration: 180,
             watch: "Grafana, Mesh / Overview: steady request rate by service; the gateway's p95 \
@@ -54,6 +60,7 @@ fn plan(scenario: Scenario) -> Plan {
         },
         Scenario::Spike => Plan {
             faults: vec![],
+            scale_to_one: None,
             traffic: Scenario::Spike,
             duration: 120,
             watch: "Grafana, Mesh / Overview: a spike in request rate and in p95/p99 latency; \
@@ -69,6 +76,7 @@ fn plan(scenario: Scenario) -> Plan {
                     ..FaultSpec::default()
                 },
             )],
+            scale_to_one: None,
             traffic: Scenario::Normal,
             duration: 60,
             watch: "Grafana, Mesh / Overview: error rate and percentage rise; Mesh / Service \
@@ -84,6 +92,7 @@ fn plan(scenario: Scenario) -> Plan {
                     ..FaultSpec::default()
                 },
             )],
+            scale_to_one: Some("inventory-service"),
             traffic: Scenario::Normal,
             duration: 120,
             watch: "Grafana, Mesh / Overview: p95 of product-service and gateway-service climbs; \
@@ -98,17 +107,31 @@ impl ScenarioArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let plan = plan(self.scenario);
         let duration = self.duration.unwrap_or(plan.duration);
-        let mesh = Mesh::detect(self.cluster);
+        let mesh = RunningMesh::find(self.cluster);
+        for (service, _) in &plan.faults {
+            mesh.check_service(service)?;
+        }
         eprintln!(
-            "Scenario {:?} for {duration} s. What to look at:\n  {}\n",
-            self.scenario, plan.watch
+            "Scenario {:?} for {duration} s on {}. What to look at:\n  {}\n",
+            self.scenario,
+            mesh.describe(),
+            plan.watch
         );
+        let scaled = match (&mesh, plan.scale_to_one) {
+            (RunningMesh::Cluster, Some(service)) => {
+                let replicas = cluster::replicas(service)?;
+                eprintln!("scaling {service} from {replicas} replicas to 1 (the guide's step)");
+                cluster::scale(service, 1)?;
+                Some((service, replicas))
+            }
+            _ => None,
+        };
         for (service, fault) in &plan.faults {
             let fault = FaultSpec {
                 for_seconds: Some(duration + 60),
                 ..fault.clone()
             };
-            for line in chaos::apply(mesh, service, Some(&fault)).await? {
+            for line in chaos::apply(&mesh, service, Some(&fault)).await? {
                 eprintln!("fault set: {line}");
             }
         }
@@ -120,13 +143,22 @@ impl ScenarioArgs {
         };
         let result = traffic.run().await;
         for (service, _) in &plan.faults {
-            match chaos::apply(mesh, service, None).await {
+            match chaos::apply(&mesh, service, None).await {
                 Ok(lines) => lines
                     .iter()
                     .for_each(|line| eprintln!("fault cleared: {line}")),
                 Err(error) => {
                     eprintln!("warning: could not clear the fault of {service}: {error:#}");
                 }
+            }
+        }
+        if let Some((service, replicas)) = scaled {
+            eprintln!("scaling {service} back to {replicas} replicas");
+            if let Err(error) = cluster::scale(service, replicas) {
+                eprintln!(
+                    "warning: could not scale {service} back: {error:#}\n  run: kubectl --context {} -n services scale deployment/{service} --replicas={replicas}",
+                    crate::cluster::CONTEXT
+                );
             }
         }
         result

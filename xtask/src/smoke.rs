@@ -6,15 +6,17 @@ use std::time::Duration;
 use anyhow::bail;
 use mock_service::endpoints;
 
+use crate::mesh::RunningMesh;
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   cargo xtask smoke                                  # the local mesh or the kind cluster
   cargo xtask smoke --target http://localhost:8080   # a port-forwarded gateway")]
 pub struct SmokeArgs {
-    /// Base URL of the gateway
-    #[arg(long, value_name = "URL", default_value = "http://localhost:30080")]
-    pub target: String,
+    /// Base URL of the gateway [default: the running mesh's entry, http://localhost:30080]
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
 }
 
 /// The guide's metric names, which `/metrics` must show once traffic has flowed.
@@ -27,7 +29,10 @@ pub const GUIDE_METRICS: [&str; 4] = [
 
 impl SmokeArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let base = self.target.trim_end_matches('/').to_owned();
+        let base = match self.target {
+            Some(target) => target.trim_end_matches('/').to_owned(),
+            None => RunningMesh::find(false).entry_url(),
+        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -35,7 +40,7 @@ impl SmokeArgs {
             ("health", reqwest::Method::GET, endpoints::HEALTH, 200),
             ("data", reqwest::Method::GET, endpoints::DATA, 200),
             (
-                "action (all seven services)",
+                "action, through the whole call graph",
                 reqwest::Method::POST,
                 endpoints::ACTION,
                 200,

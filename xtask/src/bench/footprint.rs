@@ -11,9 +11,8 @@ use mock_service::endpoints;
 
 use crate::{
     cmd::Cmd,
-    local::terminate,
     ports::free_ports,
-    readiness::{Probe, Readiness},
+    supervisor::{Role, Supervisor, Wait},
 };
 
 /// A process's resident set now (`VmRSS`) and at its highest (`VmHWM`), in KiB.
@@ -50,40 +49,36 @@ pub async fn startup_times(
     log: &Path,
     starts: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let probe = Probe::new()?;
     let mut times = Vec::with_capacity(starts);
     for _ in 0..starts {
         let [port, admin_port] = free_ports(2)?[..] else {
             bail!("two free ports were asked for");
         };
-        let address = format!("127.0.0.1:{port}");
         let cmd = Cmd::new(binary, "starting user-service for its start-up time")
             .env("SERVICE_NAME", "user-service")
             .env("PORT", port.to_string())
             .env("ADMIN_PORT", admin_port.to_string())
             .env("TOPOLOGY_FILE", topology_file)
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint);
-        let url = format!("http://{address}{}", endpoints::READY);
+        let ready = Wait {
+            name: "user-service".into(),
+            url: format!("http://127.0.0.1:{port}{}", endpoints::READY),
+            any_answer: false,
+        };
+        let mut supervisor = Supervisor::new();
+        // From just before exec to the first 200, polled every 200 µs.
         let started = Instant::now();
-        let mut child = cmd.spawn_logged(log)?;
-        let ready = probe
-            .wait(
-                &url,
-                &mut child,
+        supervisor.spawn(&ready.name, Role::Essential, cmd, log.to_owned())?;
+        supervisor
+            .wait_ready(
+                std::slice::from_ref(&ready),
                 Duration::from_secs(10),
                 Duration::from_micros(200),
             )
-            .await?;
-        terminate(&child);
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        match ready {
-            // From just before exec, not from the first poll.
-            Readiness::Ready(_) => times.push(started.elapsed()),
-            not_ready => bail!(
-                "user-service was not ready within 10 s ({not_ready:?}); see {}",
-                log.display()
-            ),
-        }
+            .await
+            .context("user-service, started for its start-up time")?;
+        times.push(started.elapsed());
+        supervisor.stop_all().await;
     }
     Ok(times)
 }

@@ -13,17 +13,17 @@ use mock_service::{
     endpoints,
     topology::{DEFAULT_TOPOLOGY, Route, Topology},
 };
-use tokio::process::Child;
 
 use super::footprint;
 use crate::{
-    local::{service_command, stop_children},
+    local::service_command,
     ports::free_ports,
-    readiness::{Probe, Readiness},
+    supervisor::{Role, Supervisor, Wait},
 };
 
 pub struct BenchMesh {
-    services: Vec<(String, Child)>,
+    supervisor: Supervisor,
+    names: Vec<String>,
     pub gateway: String,
 }
 
@@ -46,7 +46,8 @@ impl BenchMesh {
         let mut free = free_ports(names.len() * 2)?.into_iter();
         let ports: BTreeMap<String, u16> = names.iter().cloned().zip(free.by_ref()).collect();
         std::fs::create_dir_all(logs)?;
-        let mut services = Vec::new();
+        let mut supervisor = Supervisor::new();
+        let mut waits = Vec::new();
         for service in graph.topology.services() {
             let admin_port = free.next().context("a free port")?;
             let cmd = service_command(
@@ -57,46 +58,38 @@ impl BenchMesh {
                 spans_to,
                 Some(&graph.file),
             );
-            let child = cmd.spawn_logged(&logs.join(format!("{}.log", service.name)))?;
-            services.push((service.name.clone(), child));
-        }
-        let mesh = BenchMesh {
-            services,
-            gateway: format!("127.0.0.1:{}", ports["gateway-service"]),
-        };
-        let probe = Probe::new()?;
-        let mut mesh = mesh;
-        for (name, child) in &mut mesh.services {
-            let url = format!(
-                "http://127.0.0.1:{}{}",
-                ports[name.as_str()],
-                endpoints::READY
-            );
-            match probe
-                .wait(
-                    &url,
-                    child,
-                    Duration::from_secs(20),
-                    Duration::from_millis(20),
-                )
-                .await?
-            {
-                Readiness::Ready(_) => {}
-                not_ready => bail!(
-                    "{name} of the benchmark mesh was not ready ({not_ready:?}); logs in {}",
-                    logs.display()
+            let log = logs.join(format!("{}.log", service.name));
+            supervisor.spawn(&service.name, Role::Essential, cmd, log)?;
+            waits.push(Wait {
+                name: service.name.clone(),
+                url: format!(
+                    "http://127.0.0.1:{}{}",
+                    ports[&service.name],
+                    endpoints::READY
                 ),
-            }
+                any_answer: false,
+            });
         }
-        Ok(mesh)
+        supervisor
+            .wait_ready(&waits, Duration::from_secs(20), Duration::from_millis(20))
+            .await
+            .context("the benchmark's mesh")?;
+        Ok(BenchMesh {
+            supervisor,
+            names,
+            gateway: format!("127.0.0.1:{}", ports["gateway-service"]),
+        })
     }
 
     /// Each service's resident memory now and at its peak.
     pub fn memory(&self) -> anyhow::Result<Vec<(String, footprint::Memory)>> {
-        self.services
+        self.names
             .iter()
-            .map(|(name, child)| {
-                let pid = child.id().context("a service has exited")?;
+            .map(|name| {
+                let pid = self
+                    .supervisor
+                    .pid(name)
+                    .with_context(|| format!("{name} has exited"))?;
                 Ok((name.clone(), footprint::Memory::of(pid)?))
             })
             .collect()
@@ -104,13 +97,7 @@ impl BenchMesh {
 
     /// SIGTERM to every service, then waits for each to exit.
     pub async fn stop(mut self) {
-        stop_children(
-            self.services
-                .iter_mut()
-                .map(|(name, child)| (name.as_str(), child))
-                .collect(),
-        )
-        .await;
+        self.supervisor.stop_all().await;
     }
 }
 

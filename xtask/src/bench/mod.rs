@@ -29,7 +29,7 @@ use crate::{
         images::{build_binary, build_image},
     },
     cmd::{Cmd, find_on_path},
-    local::terminate,
+    supervisor::terminate,
     workspace_root,
 };
 use load::{Load, Shape};

@@ -41,7 +41,7 @@ impl UpArgs {
         }
         wait_for_gateway().await;
         SmokeArgs {
-            target: GATEWAY.to_owned(),
+            target: Some(GATEWAY.to_owned()),
         }
         .run()
         .await?;

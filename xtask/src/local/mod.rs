@@ -1,7 +1,6 @@
 //! `cargo xtask local`: the whole mesh as local processes, plus the observability tools
 //! found on PATH, with no cluster.
 
-mod processes;
 mod stack;
 
 use std::{
@@ -13,17 +12,19 @@ use std::{
 use anyhow::{Context as _, bail};
 use mock_service::{
     config::url_variable,
+    endpoints,
     topology::{Service, Topology},
 };
+use nix::sys::signal::Signal;
 
 use crate::{
     cmd::Cmd,
-    ports::{self, GATEWAY_PORT, admin_port, service_ports},
+    mesh::local::{LocalMesh, ServiceProcess, ToolProcess, log_file, state_dir},
+    ports::{self, admin_port, entry_service, service_ports},
+    supervisor::{Role, STOP_TIMEOUT, Supervisor, Wait, alive, exited_within, runs, signal},
     target_dir, workspace_root,
 };
-use processes::{Supervisor, read_pid, stop_recorded};
-
-pub use processes::{alive, stop_children, terminate};
+pub use stack::{CONTAINER_LABEL, JaegerFrom, Tool, jaeger_command, jaeger_image};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -32,9 +33,14 @@ Examples:
   cargo xtask local --stop           # stop a mesh started from another terminal
   cargo xtask local --topology my-graph.yaml --no-observability
 
-Ports (127.0.0.1 only): gateway 30080 (as in the guide), the other services 30081-30086,
-Prometheus 9090, Grafana 3000, Jaeger 16686, OpenTelemetry Collector 4317.
-Logs, pids and data: target/local/.")]
+Ports (127.0.0.1 only): gateway 30080 (the kind cluster's NodePort too), the other
+services 30081-30086 in topology order, their fault APIs 1000 above (31080-31086);
+Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686, OpenTelemetry Collector
+4317/4318. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks, runs from
+Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on PATH and a
+Docker engine answers. Spans are exported whenever a collector or Jaeger runs.
+Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
+target/local/mesh.json.")]
 pub struct LocalArgs {
     /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal)
     #[arg(long)]
@@ -53,25 +59,15 @@ pub struct LocalArgs {
     pub topology: Option<PathBuf>,
 }
 
-/// The pid of a running `cargo xtask local` supervisor, if one runs.
-pub fn read_supervisor_pid() -> Option<i32> {
-    read_pid(&state_dir().join("xtask.pid")).filter(|pid| processes::alive(*pid))
-}
-
-/// Where `cargo xtask local` keeps its logs, pids and data.
-pub fn state_dir() -> PathBuf {
-    workspace_root().join("target").join("local")
-}
-
 impl LocalArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let state = state_dir();
         if self.stop {
-            return stop_recorded(&state).await;
+            return stop().await;
         }
-        if let Some(pid) = read_pid(&state.join("xtask.pid")).filter(|pid| processes::alive(*pid)) {
+        if let Some(mesh) = LocalMesh::running() {
             bail!(
-                "a local mesh is already running (pid {pid}); stop it with `cargo xtask local --stop`"
+                "a local mesh is already running (pid {}); stop it with `cargo xtask local --stop`",
+                mesh.supervisor_pid
             );
         }
 
@@ -97,11 +93,10 @@ impl LocalArgs {
         )?;
 
         let binary = build_service(self.release)?;
-        for dir in ["logs", "pids"] {
-            std::fs::create_dir_all(state.join(dir))
-                .with_context(|| format!("creating {}", state.join(dir).display()))?;
-        }
-        let mut supervisor = Supervisor::new(&state)?;
+        let state = state_dir();
+        std::fs::create_dir_all(state.join("logs"))
+            .with_context(|| format!("creating {}", state.join("logs").display()))?;
+        let mut supervisor = Supervisor::new();
 
         let tracing_to = stack::otlp_endpoint(&tools);
         let topology_file = self
@@ -109,6 +104,15 @@ impl LocalArgs {
             .as_deref()
             .map(std::path::absolute)
             .transpose()?;
+        let mut mesh = LocalMesh {
+            supervisor_pid: std::process::id(),
+            topology_file: topology_file.clone(),
+            entry: entry_service(&topology).to_owned(),
+            services: Vec::new(),
+            tools: Vec::new(),
+            stopped: false,
+        };
+        let mut waits = Vec::new();
         for service in topology.services() {
             let port = ports[&service.name];
             let cmd = service_command(
@@ -119,33 +123,120 @@ impl LocalArgs {
                 tracing_to.as_deref(),
                 topology_file.as_deref(),
             );
-            supervisor.spawn(&service.name, cmd)?;
+            let pid =
+                supervisor.spawn(&service.name, Role::Essential, cmd, log_file(&service.name))?;
+            mesh.services.push(ServiceProcess {
+                name: service.name.clone(),
+                port,
+                admin_port: admin_port(port),
+                pid,
+            });
+            waits.push(Wait {
+                name: service.name.clone(),
+                url: format!("http://127.0.0.1:{port}{}", endpoints::READY),
+                any_answer: false,
+            });
         }
         for tool in &tools {
-            match tool.command(&state, &ports) {
-                Ok(cmd) => supervisor.spawn(tool.name(), cmd)?,
-                Err(error) => eprintln!("warning: not starting {}: {error:#}", tool.name()),
-            }
-        }
-
-        let mut waits = Vec::new();
-        for (name, port) in &ports {
-            waits.push((
-                name.clone(),
-                format!("http://127.0.0.1:{port}/ready"),
-                false,
-            ));
-        }
-        for tool in &tools {
+            let cmd = match tool.command(&state, &ports) {
+                Ok(cmd) => cmd,
+                Err(error) => {
+                    eprintln!("warning: not starting {}: {error:#}", tool.name());
+                    continue;
+                }
+            };
+            let program = cmd.program_name();
+            let pid = supervisor.spawn(tool.name(), Role::Optional, cmd, log_file(tool.name()))?;
+            mesh.tools.push(ToolProcess {
+                name: tool.name().to_owned(),
+                url: tool.user_url().to_owned(),
+                program,
+                pid,
+                container: tool.container().map(str::to_owned),
+            });
             let (url, any_answer) = tool.ready_probe();
-            waits.push((tool.name().to_owned(), url, any_answer));
+            waits.push(Wait {
+                name: tool.name().to_owned(),
+                url,
+                any_answer,
+            });
         }
-        supervisor
-            .wait_ready(&waits, Duration::from_secs(30))
-            .await?;
+        // Written before the wait, so that `--stop` finds every process even if this one
+        // is killed while they start.
+        mesh.write()?;
 
-        println!("{}", urls(&topology, &ports, &tools));
-        supervisor.run_until_stopped().await
+        let ready = supervisor
+            .wait_ready(&waits, Duration::from_secs(30), Duration::from_millis(100))
+            .await;
+        if ready.is_err() {
+            remove_containers(&mesh);
+            mesh.mark_stopped();
+        }
+        ready?;
+
+        println!("{}", urls(&mesh, &tools));
+        let stopped = supervisor.run_until_stopped().await;
+        remove_containers(&mesh);
+        mesh.mark_stopped();
+        eprintln!("stopped; logs are in {}", state.join("logs").display());
+        stopped
+    }
+}
+
+/// `cargo xtask local --stop`: asks the supervisor to stop everything; if it is gone
+/// (killed), stops the processes and containers it recorded. Nothing to stop is fine.
+pub async fn stop() -> anyhow::Result<()> {
+    let Some(mut mesh) = LocalMesh::recorded().filter(|mesh| !mesh.stopped) else {
+        eprintln!("no local mesh is running");
+        return Ok(());
+    };
+    let supervisor = mesh.supervisor_pid;
+    if alive(supervisor) && runs(supervisor, "xtask") {
+        eprintln!("stopping the local mesh (supervisor pid {supervisor})...");
+        signal(supervisor, Signal::SIGTERM);
+        if !exited_within(supervisor, STOP_TIMEOUT + Duration::from_secs(5)).await {
+            bail!(
+                "the supervisor (pid {supervisor}) did not stop; kill it with `kill {supervisor}`"
+            );
+        }
+        eprintln!("stopped");
+        return Ok(());
+    }
+
+    let recorded = mesh
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.pid, "mock-service"))
+        .chain(
+            mesh.tools
+                .iter()
+                .map(|t| (t.name.as_str(), t.pid, t.program.as_str())),
+        );
+    let stopping: Vec<(&str, u32)> = recorded
+        .filter(|(_, pid, program)| alive(*pid) && runs(*pid, program))
+        .map(|(name, pid, _)| {
+            signal(pid, Signal::SIGTERM);
+            (name, pid)
+        })
+        .collect();
+    for (name, pid) in stopping {
+        if !exited_within(pid, STOP_TIMEOUT).await {
+            signal(pid, Signal::SIGKILL);
+        }
+        eprintln!("stopped {name} (pid {pid})");
+    }
+    remove_containers(&mesh);
+    mesh.mark_stopped();
+    Ok(())
+}
+
+/// Removes the containers the mesh started (normally gone already: `docker run --rm`
+/// stops with its container), quietly: one that is gone is fine.
+fn remove_containers(mesh: &LocalMesh) {
+    for container in mesh.tools.iter().filter_map(|t| t.container.as_deref()) {
+        let _ = Cmd::new("docker", "removing the Jaeger container")
+            .args(["rm", "--force", container])
+            .succeeds();
     }
 }
 
@@ -210,20 +301,22 @@ fn build_service(release: bool) -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-fn urls(topology: &Topology, ports: &BTreeMap<String, u16>, tools: &[stack::Tool]) -> String {
+fn urls(mesh: &LocalMesh, tools: &[stack::Tool]) -> String {
     let mut out =
         String::from("\nThe mesh is up (Ctrl+C, or `cargo xtask local --stop`, stops it):\n");
-    for service in topology.services() {
+    for service in &mesh.services {
         out.push_str(&format!(
             "  {:<22} http://localhost:{}\n",
-            service.name, ports[&service.name]
+            service.name, service.port
         ));
     }
     for tool in tools {
         out.push_str(&format!("  {:<22} {}\n", tool.name(), tool.user_url()));
     }
     out.push_str(&format!(
-        "\nTry: curl -X POST http://localhost:{GATEWAY_PORT}/api/action\n     cargo xtask traffic --duration 60\nLogs: {}\n",
+        "\nTry: curl -X POST {}{}\n     cargo xtask traffic --duration 60\nLogs: {}\n",
+        mesh.entry_url(),
+        endpoints::ACTION,
         Path::new("target/local/logs").display()
     ));
     out

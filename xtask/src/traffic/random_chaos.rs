@@ -10,12 +10,19 @@ use mock_service::{
 };
 use tokio::{sync::watch, time::Instant};
 
-use crate::chaos::{self, Mesh};
+use crate::{chaos, mesh::RunningMesh};
 
-/// Runs until `done` turns true, then clears every service's fault.
+/// Runs until `done` turns true, then clears every service's fault. The services, and
+/// what each depends on, are those of the running mesh.
 pub async fn run(seed: u64, mut done: watch::Receiver<bool>) {
-    let mesh = Mesh::detect(false);
-    let topology = Topology::guide();
+    let mesh = RunningMesh::find(false);
+    let (services, topology) = match mesh.services().and_then(|s| Ok((s, mesh.topology()?))) {
+        Ok(found) => found,
+        Err(error) => {
+            eprintln!("[chaos] not injecting faults: {error:#}");
+            return;
+        }
+    };
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
     loop {
@@ -23,25 +30,26 @@ pub async fn run(seed: u64, mut done: watch::Receiver<bool>) {
         if stopped(&mut done, gap).await {
             break;
         }
-        let services = topology.service_names();
-        let service = services[rng.usize(..services.len())];
+        let service = &services[rng.usize(..services.len())];
         let (spec, what) = random_fault(&mut rng, &topology, service);
         let seconds = spec.for_seconds.unwrap_or(10);
         eprintln!(
             "\n[chaos] {:>4} s  {service}: {what} for {seconds} s",
             started.elapsed().as_secs()
         );
-        if let Err(error) = chaos::apply(mesh, service, Some(&spec)).await {
+        if let Err(error) = chaos::apply(&mesh, service, Some(&spec)).await {
             eprintln!("[chaos] could not inject into {service}: {error:#}");
         }
         if stopped(&mut done, Duration::from_secs(seconds)).await {
             break;
         }
     }
-    for service in topology.service_names() {
-        let _ = chaos::apply(mesh, service, None).await;
+    match chaos::clear_all(&mesh).await {
+        Ok(_) => eprintln!("[chaos] all faults cleared"),
+        Err(error) => eprintln!(
+            "[chaos] could not clear every fault ({error:#}); each expires by itself within 15 s"
+        ),
     }
-    eprintln!("[chaos] all faults cleared");
 }
 
 /// Waits `pause`; true if the run ended meanwhile.

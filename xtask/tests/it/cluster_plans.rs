@@ -63,19 +63,6 @@ fn up_creates_builds_loads_deploys_and_smoke_tests_in_order() {
 }
 
 #[test]
-fn clean_removes_only_what_the_project_created() {
-    assert_eq!(
-        plan(&["clean", "--dry-run"]),
-        [
-            "cargo xtask local --stop",
-            "kind delete cluster --name monitoring-demo",
-            "docker image prune --all --force --filter label=io.observability-playground.built-by=xtask",
-            "remove target/local target/image target/cluster target/bench target/bench-tools",
-        ]
-    );
-}
-
-#[test]
 fn every_kubectl_and_kind_command_names_the_project_cluster() {
     for args in [
         &["up", "--dry-run"][..],

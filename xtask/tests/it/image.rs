@@ -22,6 +22,8 @@ impl Drop for Container {
 
 #[test]
 fn the_image_is_small_non_root_content_tagged_and_serves() {
+    // target/image is shared with the benchmark and `cargo xtask clean`.
+    let _serial = crate::support::serial();
     if !crate::support::require_docker() {
         return;
     }

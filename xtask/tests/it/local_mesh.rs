@@ -4,22 +4,16 @@
 //! test is skipped, loudly, when it is missing.
 
 use std::{
-    io::{BufRead as _, BufReader},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+use crate::support::{start_local, stop_local, xtask};
 
 const PORTS: [u16; 15] = [
     30080, 30081, 30082, 30083, 30084, 30085, 30086, 31080, 31081, 31082, 31083, 31084, 31085,
     31086, 9090,
 ];
-
-fn xtask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .output()
-        .expect("run xtask")
-}
 
 fn prometheus_query(query: &str) -> serde_json::Value {
     let url = format!("http://127.0.0.1:9090/api/v1/query?query={}", encode(query));
@@ -253,25 +247,7 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
         );
     }
 
-    let mut local = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("local")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start xtask local");
-    let stdout = local.stdout.take().expect("stdout");
-    let (up_tx, up_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("The mesh is up") {
-                let _ = up_tx.send(());
-            }
-        }
-    });
-    // Generous: the first run may build mock-service.
-    up_rx
-        .recv_timeout(Duration::from_secs(300))
-        .expect("the local mesh comes up");
+    let local = start_local(&[]);
 
     let smoke = xtask(&["smoke"]);
     let smoke_out = String::from_utf8_lossy(&smoke.stdout);
@@ -324,30 +300,24 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     every_dashboard_query_returns_data();
     faults_are_set_shown_and_always_cleared();
 
-    let pids: Vec<i32> = std::fs::read_dir(xtask::local::state_dir().join("pids"))
-        .expect("pid files")
-        .filter_map(|e| {
-            std::fs::read_to_string(e.ok()?.path())
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .collect();
-    assert_eq!(pids.len(), 8, "seven services and Prometheus");
-
-    let stop = xtask(&["local", "--stop"]);
+    let mesh = xtask::mesh::LocalMesh::running().expect("the running mesh's record");
+    assert_eq!(mesh.services.len(), 7, "{mesh:?}");
     assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
+        mesh.tools.iter().any(|tool| tool.name == "prometheus"),
+        "{mesh:?}"
     );
-    let status = local.wait().expect("xtask local exits");
-    assert!(status.success(), "xtask local: {status}");
+    let pids: Vec<u32> = mesh
+        .services
+        .iter()
+        .map(|s| s.pid)
+        .chain(mesh.tools.iter().map(|t| t.pid))
+        .collect();
+
+    stop_local(local);
 
     for pid in pids {
         assert!(
-            !xtask::local::alive(pid),
+            !xtask::supervisor::alive(pid),
             "process {pid} outlived `cargo xtask local --stop`"
         );
     }

@@ -3,11 +3,13 @@
 //! `CI`, where they fail (`support::require`).
 
 mod bench;
+mod clean;
 mod cli;
 mod cluster_plans;
 mod grafana;
 mod image;
 mod local_mesh;
+mod local_topology;
 mod manifests;
 mod nix_flake;
 mod prometheus;

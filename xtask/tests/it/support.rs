@@ -2,9 +2,11 @@
 //! them), and one lock for the tests that take the local mesh's fixed ports.
 
 use std::{
+    io::{BufRead as _, BufReader},
     path::PathBuf,
-    process::Command,
+    process::{Child, Command, Output, Stdio},
     sync::{Mutex, MutexGuard},
+    time::Duration,
 };
 
 use xtask::{cmd::find_on_path, workspace_root};
@@ -74,4 +76,56 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `cargo xtask ARGS` to completion.
+pub fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("run xtask")
+}
+
+/// Fails, with its stderr, unless the command succeeded; its stdout.
+pub fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Starts `cargo xtask local ARGS` and returns once it says the mesh is up. Hold
+/// [`serial`] first: the mesh takes fixed ports.
+pub fn start_local(args: &[&str]) -> Child {
+    let mut local = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("local")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start xtask local");
+    let stdout = local.stdout.take().expect("stdout");
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("The mesh is up") {
+                let _ = up_tx.send(());
+            }
+        }
+    });
+    // Generous: the first run may build mock-service.
+    if up_rx.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = local.kill();
+        panic!("`cargo xtask local {}` did not come up", args.join(" "));
+    }
+    local
+}
+
+/// `cargo xtask local --stop`, then waits for the `cargo xtask local` it stops.
+pub fn stop_local(mut local: Child) {
+    succeeded(&xtask(&["local", "--stop"]));
+    let status = local.wait().expect("xtask local exits");
+    assert!(status.success(), "xtask local: {status}");
 }

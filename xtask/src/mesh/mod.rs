@@ -1,0 +1,113 @@
+//! The mesh that is running now, and the one place that knows about it: what
+//! `cargo xtask local` started (its record, `target/local/mesh.json`: the topology, the
+//! ports, the pids, the tools), or the kind cluster's Deployments and pods, found
+//! through kubectl. `chaos`, `smoke`, `scenario`, `traffic --chaos`, `logs` and
+//! `local --stop` ask it which services exist and where to reach them, so a mesh
+//! started from another topology is acted on as it runs, not as the built-in graph has it.
+
+pub mod cluster;
+pub mod local;
+
+use anyhow::{Context as _, bail};
+use mock_service::topology::Topology;
+
+use crate::ports::GATEWAY_PORT;
+pub use local::LocalMesh;
+
+/// Where the mesh runs.
+pub enum RunningMesh {
+    Local(LocalMesh),
+    Cluster,
+}
+
+/// The admin (fault) API of one replica; for a pod, the port-forward lives as long as
+/// this value.
+pub struct AdminApi {
+    /// `local`, or the pod's name.
+    pub replica: String,
+    pub base_url: String,
+    pub(crate) _port_forward: Option<tokio::process::Child>,
+}
+
+impl RunningMesh {
+    /// The local mesh while `cargo xtask local` runs, else the kind cluster;
+    /// `force_cluster` (the commands' `--cluster`) picks the cluster regardless.
+    pub fn find(force_cluster: bool) -> RunningMesh {
+        match LocalMesh::running() {
+            Some(local) if !force_cluster => RunningMesh::Local(local),
+            _ => RunningMesh::Cluster,
+        }
+    }
+
+    /// "the local mesh" or "the kind cluster", for messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            RunningMesh::Local(_) => "the local mesh",
+            RunningMesh::Cluster => "the kind cluster",
+        }
+    }
+
+    /// The services of the mesh as it runs, in its topology's order (the cluster: its
+    /// Deployments in namespace `services`).
+    pub fn services(&self) -> anyhow::Result<Vec<String>> {
+        match self {
+            RunningMesh::Local(mesh) => Ok(mesh.services.iter().map(|s| s.name.clone()).collect()),
+            RunningMesh::Cluster => cluster::deployments(cluster::SERVICES_NAMESPACE),
+        }
+    }
+
+    /// The call graph the mesh runs: the local mesh's `--topology` file or the built-in
+    /// graph; in the cluster, the built-in graph (the manifests' topology ConfigMap is
+    /// made from the very file the binary compiles in).
+    pub fn topology(&self) -> anyhow::Result<Topology> {
+        match self {
+            RunningMesh::Local(LocalMesh {
+                topology_file: Some(path),
+                ..
+            }) => {
+                let yaml = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the mesh's topology {}", path.display()))?;
+                Ok(Topology::parse(&path.display().to_string(), &yaml)?)
+            }
+            _ => Ok(Topology::guide()),
+        }
+    }
+
+    /// Fails, listing the services there are, unless `name` is one.
+    pub fn check_service(&self, name: &str) -> anyhow::Result<()> {
+        let services = self.services()?;
+        if services.iter().any(|service| service == name) {
+            return Ok(());
+        }
+        bail!(
+            "`{name}` is not a service of {}; use one of {}",
+            self.describe(),
+            services.join(", ")
+        )
+    }
+
+    /// The admin API of every replica of `service`.
+    pub async fn admin_apis(&self, service: &str) -> anyhow::Result<Vec<AdminApi>> {
+        match self {
+            RunningMesh::Local(mesh) => {
+                self.check_service(service)?;
+                let process = mesh.service(service).context("checked above")?;
+                Ok(vec![AdminApi {
+                    replica: "local".into(),
+                    base_url: format!("http://127.0.0.1:{}", process.admin_port),
+                    _port_forward: None,
+                }])
+            }
+            RunningMesh::Cluster => cluster::admin_apis(service).await,
+        }
+    }
+
+    /// Where the entry service answers: the local mesh's, or the kind cluster's NodePort
+    /// (both on port 30080).
+    pub fn entry_url(&self) -> String {
+        match self {
+            RunningMesh::Local(mesh) => mesh.entry_url(),
+            RunningMesh::Cluster => format!("http://localhost:{GATEWAY_PORT}"),
+        }
+    }
+}

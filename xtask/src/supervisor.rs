@@ -1,0 +1,278 @@
+//! Starting, watching and stopping a group of processes: the local mesh and its tools
+//! (`cargo xtask local`), and the benchmark's meshes. Each process writes to its own log;
+//! readiness is one probe loop; stopping is SIGTERM, a grace period, then SIGKILL, as
+//! Kubernetes does.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use tokio::{process::Child, time::Instant};
+
+use crate::{cmd::Cmd, readiness::Probe};
+
+/// How long a process may take to stop after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Whether a process is the point of the group (a service: if it cannot start,
+/// nothing can) or an extra (a tool: reported, and the group goes on without it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Essential,
+    Optional,
+}
+
+/// What to poll for one process's readiness.
+pub struct Wait {
+    pub name: String,
+    pub url: String,
+    /// Any HTTP answer will do (a port that speaks HTTP but serves nothing at `url`).
+    pub any_answer: bool,
+}
+
+#[derive(Default)]
+pub struct Supervisor {
+    children: Vec<Managed>,
+}
+
+struct Managed {
+    name: String,
+    role: Role,
+    child: Child,
+    log: PathBuf,
+    /// Already reported as exited.
+    exited: bool,
+}
+
+impl Supervisor {
+    pub fn new() -> Supervisor {
+        Supervisor::default()
+    }
+
+    /// Starts `cmd` with its output in `log`; returns its pid.
+    pub fn spawn(&mut self, name: &str, role: Role, cmd: Cmd, log: PathBuf) -> anyhow::Result<u32> {
+        let child = cmd.spawn_logged(&log)?;
+        let pid = child
+            .id()
+            .with_context(|| format!("{name} exited at once; see {}", log.display()))?;
+        self.children.push(Managed {
+            name: name.to_owned(),
+            role,
+            child,
+            log,
+            exited: false,
+        });
+        Ok(pid)
+    }
+
+    /// Polls every `every` until each of `waits` answers. An essential process that
+    /// exits, or is not ready within `timeout`, stops the whole group (the error shows
+    /// the end of its log); an optional one is reported, and the wait goes on without it.
+    pub async fn wait_ready(
+        &mut self,
+        waits: &[Wait],
+        timeout: Duration,
+        every: Duration,
+    ) -> anyhow::Result<()> {
+        let probe = Probe::new()?;
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<&Wait> = waits.iter().collect();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for wait in pending {
+                if probe.answers(&wait.url, wait.any_answer).await {
+                    continue;
+                }
+                if let Some(status) = self.exit_status(&wait.name) {
+                    let log = self.log_of(&wait.name);
+                    let message = format!(
+                        "{} exited ({status}) before it was ready; see {}",
+                        wait.name,
+                        log.display()
+                    );
+                    if self.role_of(&wait.name) == Role::Optional {
+                        eprintln!("warning: {message}; going on without it");
+                        continue;
+                    }
+                    self.stop_all().await;
+                    bail!("{message}\n{}", tail(&log));
+                }
+                still.push(wait);
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let names: Vec<&str> = pending.iter().map(|w| w.name.as_str()).collect();
+                let logs = self.log_of(names[0]);
+                let logs = logs.parent().unwrap_or(&logs).display().to_string();
+                if pending
+                    .iter()
+                    .all(|w| self.role_of(&w.name) == Role::Optional)
+                {
+                    eprintln!(
+                        "warning: {} not ready after {} s; going on (logs in {logs})",
+                        names.join(", "),
+                        timeout.as_secs()
+                    );
+                    break;
+                }
+                self.stop_all().await;
+                bail!(
+                    "not ready after {} s: {} (logs in {logs})",
+                    timeout.as_secs(),
+                    names.join(", ")
+                );
+            }
+            tokio::time::sleep(every).await;
+        }
+        Ok(())
+    }
+
+    /// The pid of a process still running.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.child.id())
+    }
+
+    /// Runs until Ctrl+C or SIGTERM (what `cargo xtask local --stop` sends), reporting any
+    /// process that exits on its own, then stops everything.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = sigterm.recv() => break,
+                _ = check.tick() => self.report_exits(),
+            }
+        }
+        eprintln!("stopping...");
+        self.stop_all().await;
+        Ok(())
+    }
+
+    fn report_exits(&mut self) {
+        for managed in &mut self.children {
+            if managed.exited {
+                continue;
+            }
+            if let Ok(Some(status)) = managed.child.try_wait() {
+                managed.exited = true;
+                eprintln!(
+                    "warning: {} exited ({status}); see {}",
+                    managed.name,
+                    managed.log.display()
+                );
+            }
+        }
+    }
+
+    /// SIGTERM to every process, then up to [`STOP_TIMEOUT`] for each to exit, then SIGKILL.
+    pub async fn stop_all(&mut self) {
+        for managed in &self.children {
+            terminate(&managed.child);
+        }
+        for managed in &mut self.children {
+            if tokio::time::timeout(STOP_TIMEOUT, managed.child.wait())
+                .await
+                .is_err()
+            {
+                eprintln!(
+                    "{} did not stop within {} s; killing it",
+                    managed.name,
+                    STOP_TIMEOUT.as_secs()
+                );
+                let _ = managed.child.kill().await;
+            }
+        }
+    }
+
+    fn managed(&self, name: &str) -> Option<&Managed> {
+        self.children.iter().find(|m| m.name == name)
+    }
+
+    fn exit_status(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        let managed = self.children.iter_mut().find(|m| m.name == name)?;
+        managed.child.try_wait().ok().flatten()
+    }
+
+    fn log_of(&self, name: &str) -> PathBuf {
+        self.managed(name)
+            .map(|m| m.log.clone())
+            .unwrap_or_default()
+    }
+
+    fn role_of(&self, name: &str) -> Role {
+        self.managed(name).map_or(Role::Optional, |m| m.role)
+    }
+}
+
+/// Asks a child to stop (SIGTERM), as Kubernetes would.
+pub fn terminate(child: &Child) {
+    if let Some(pid) = child.id() {
+        signal(pid, Signal::SIGTERM);
+    }
+}
+
+/// Sends `signal` to `pid`; a process that is already gone is not an error.
+pub fn signal(pid: u32, signal: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
+/// Whether `pid` is a running process. A zombie (exited, not yet reaped by its parent)
+/// is not: it holds no port and does no work.
+pub fn alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    kill(Pid::from_raw(raw), None).is_ok() && !zombie(pid)
+}
+
+fn zombie(pid: u32) -> bool {
+    // /proc/<pid>/stat: "pid (comm) STATE ..."; comm may contain spaces and parentheses.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Guards against a recycled pid: on Linux the process's command line must mention
+/// `program`. (Elsewhere there is no /proc to ask, and the pid is trusted.)
+pub fn runs(pid: u32, program: &str) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains(program),
+        Err(_) => !cfg!(target_os = "linux"),
+    }
+}
+
+/// Waits up to `timeout` for `pid` to exit; whether it did.
+pub async fn exited_within(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// The last lines of a log, for an error message.
+fn tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
