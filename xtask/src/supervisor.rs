@@ -133,7 +133,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The pid of a process still running.
+    /// The pid of a process not known to have exited.
     pub fn pid(&self, name: &str) -> Option<u32> {
         self.children
             .iter()
@@ -199,9 +199,12 @@ impl Supervisor {
         self.children.iter().find(|m| m.name == name)
     }
 
+    /// How the process ended, if it has (then it is not reported again).
     fn exit_status(&mut self, name: &str) -> Option<std::process::ExitStatus> {
         let managed = self.children.iter_mut().find(|m| m.name == name)?;
-        managed.child.try_wait().ok().flatten()
+        let status = managed.child.try_wait().ok().flatten()?;
+        managed.exited = true;
+        Some(status)
     }
 
     fn log_of(&self, name: &str) -> PathBuf {

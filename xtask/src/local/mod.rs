@@ -173,8 +173,12 @@ impl LocalArgs {
             mesh.mark_stopped();
         }
         ready?;
+        // A tool that could not start is not part of the mesh (nor of its URLs).
+        mesh.tools
+            .retain(|tool| supervisor.pid(&tool.name).is_some());
+        mesh.write()?;
 
-        println!("{}", urls(&mesh, &tools));
+        println!("{}", urls(&mesh));
         let stopped = supervisor.run_until_stopped().await;
         remove_containers(&mesh);
         mesh.mark_stopped();
@@ -301,7 +305,7 @@ fn build_service(release: bool) -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-fn urls(mesh: &LocalMesh, tools: &[stack::Tool]) -> String {
+fn urls(mesh: &LocalMesh) -> String {
     let mut out =
         String::from("\nThe mesh is up (Ctrl+C, or `cargo xtask local --stop`, stops it):\n");
     for service in &mesh.services {
@@ -310,8 +314,8 @@ fn urls(mesh: &LocalMesh, tools: &[stack::Tool]) -> String {
             service.name, service.port
         ));
     }
-    for tool in tools {
-        out.push_str(&format!("  {:<22} {}\n", tool.name(), tool.user_url()));
+    for tool in &mesh.tools {
+        out.push_str(&format!("  {:<22} {}\n", tool.name, tool.url));
     }
     out.push_str(&format!(
         "\nTry: curl -X POST {}{}\n     cargo xtask traffic --duration 60\nLogs: {}\n",
