@@ -32,13 +32,15 @@ Examples:
   cargo xtask local                  # build, start everything, wait; Ctrl+C stops it all
   cargo xtask local --stop           # stop a mesh started from another terminal
   cargo xtask local --topology my-graph.yaml --no-observability
+  cargo xtask local --otlp-endpoint http://127.0.0.1:4319   # spans to your own collector
 
 Ports (127.0.0.1 only): gateway 30080 (the kind cluster's NodePort too), the other
 services 30081-30086 in topology order, their fault APIs 1000 above (31080-31086);
 Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686, OpenTelemetry Collector
 4317/4318. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks, runs from
 Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on PATH and a
-Docker engine answers. Spans are exported whenever a collector or Jaeger runs.
+Docker engine answers. Spans are exported whenever a collector or Jaeger runs, or to
+--otlp-endpoint.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
 target/local/mesh.json.")]
 pub struct LocalArgs {
@@ -57,6 +59,22 @@ pub struct LocalArgs {
     /// A topology file to use instead of the built-in guide graph
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
+
+    /// Export the services' spans to this OTLP/gRPC receiver (e.g. your own collector)
+    /// instead of starting the OpenTelemetry Collector and Jaeger
+    #[arg(long, value_name = "URL", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// An OTLP/gRPC endpoint: an http:// or https:// URL with a host and port.
+fn parse_otlp_endpoint(text: &str) -> anyhow::Result<String> {
+    let uri: http::Uri = text
+        .parse()
+        .with_context(|| format!("`{text}` is not a URL"))?;
+    match (uri.scheme_str(), uri.host(), uri.port()) {
+        (Some("http" | "https"), Some(_), Some(_)) => Ok(text.trim_end_matches('/').to_owned()),
+        _ => bail!("`{text}` is not an OTLP/gRPC endpoint like http://127.0.0.1:4317"),
+    }
 }
 
 impl LocalArgs {
@@ -83,7 +101,7 @@ impl LocalArgs {
         let tools = if self.no_observability {
             Vec::new()
         } else {
-            stack::find_tools()
+            stack::find_tools(self.otlp_endpoint.is_none())
         };
         ports::check_free(
             ports
@@ -98,7 +116,10 @@ impl LocalArgs {
             .with_context(|| format!("creating {}", state.join("logs").display()))?;
         let mut supervisor = Supervisor::new();
 
-        let tracing_to = stack::otlp_endpoint(&tools);
+        let tracing_to = self
+            .otlp_endpoint
+            .clone()
+            .or_else(|| stack::otlp_endpoint(&tools));
         let topology_file = self
             .topology
             .as_deref()
@@ -324,4 +345,25 @@ fn urls(mesh: &LocalMesh) -> String {
         Path::new("target/local/logs").display()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_otlp_endpoint_is_an_http_url_with_a_port() {
+        assert_eq!(
+            parse_otlp_endpoint("http://127.0.0.1:4319/").expect("valid"),
+            "http://127.0.0.1:4319"
+        );
+        for bad in [
+            "127.0.0.1:4317",
+            "http://collector",
+            "ftp://host:21",
+            "not a url",
+        ] {
+            assert!(parse_otlp_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -47,8 +47,9 @@ pub const CONTAINER_LABEL: &str = "io.observability-playground.started-by=xtask"
 /// The manifest whose image the local Jaeger container runs, so both are one version.
 const JAEGER_MANIFEST: &str = "manifests/base/monitoring/jaeger.yaml";
 
-/// Finds the tools; names each missing one once, with how to get it.
-pub fn find_tools() -> Vec<Tool> {
+/// Finds the tools; names each missing one once, with how to get it. Without
+/// `with_trace_backend` (spans go to a receiver of the user's), no collector or Jaeger.
+pub fn find_tools(with_trace_backend: bool) -> Vec<Tool> {
     let find = |what: &str, candidates: &[&str]| {
         let found = candidates.iter().find_map(|c| find_on_path(c));
         if found.is_none() {
@@ -70,6 +71,9 @@ pub fn find_tools() -> Vec<Tool> {
     }
     if let Some(path) = find("Grafana", &["grafana", "grafana-server"]) {
         tools.push(Tool::Grafana(path));
+    }
+    if !with_trace_backend {
+        return tools;
     }
     let collector = find(
         "the OpenTelemetry Collector",
