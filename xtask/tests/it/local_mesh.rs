@@ -1,14 +1,18 @@
-//! End to end: `cargo xtask local` with a real Prometheus, then `smoke`, ten seconds of
-//! `traffic`, Prometheus's view of all seven targets, and `local --stop` leaving no
-//! process and no bound port behind. CI installs Prometheus (`.ci/run`); elsewhere the
-//! test is skipped, loudly, when it is missing.
+//! End to end: `cargo xtask local` with a real Prometheus (and Alertmanager, where
+//! installed), its spans going to a real OTLP/gRPC receiver, then `smoke`, ten seconds
+//! of `traffic`, Prometheus's view of all seven targets, every dashboard query, the path
+//! from a latency spike to its trace (exemplars) and to its logs (`logs --trace`), the
+//! Watchdog alert delivered, faults, and `local --stop` leaving no process and no bound
+//! port behind. CI installs the tools (`.ci/run`); elsewhere the test is skipped,
+//! loudly, when Prometheus is missing.
 
 use std::{
+    collections::BTreeSet,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::support::{start_local, stop_local, xtask};
+use crate::support::{TraceReceiver, start_local, stop_local, succeeded, xtask};
 
 const PORTS: [u16; 15] = [
     30080, 30081, 30082, 30083, 30084, 30085, 30086, 31080, 31081, 31082, 31083, 31084, 31085,
@@ -215,6 +219,140 @@ fn every_dashboard_query_returns_data() {
     eprintln!("{evaluated} panel queries evaluated, each returned data");
 }
 
+/// Waits (bounded) until the receiver has every span of `trace_id`'s expected count.
+fn wait_for_spans(receiver: &TraceReceiver, trace_id: &str, at_least: usize) {
+    // The batch exporter sends every 5 s by default.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = receiver
+            .spans()
+            .iter()
+            .filter(|span| span.trace_id == trace_id)
+            .count();
+        if got >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver got {got} spans of trace {trace_id}, expected at least {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The gateway's latency has exemplars in Prometheus, and each names a trace the
+/// services really exported: a dot on a latency panel opens a trace that exists.
+fn exemplars_are_traces_the_receiver_got(receiver: &TraceReceiver) {
+    let query = r#"http_request_duration_seconds_bucket{service_name="gateway-service"}"#;
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let url = format!(
+        "http://127.0.0.1:9090/api/v1/query_exemplars?query={}&start={}&end={}",
+        encode(query),
+        end - 600,
+        end + 60
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let trace_ids = loop {
+        let response: serde_json::Value =
+            serde_json::from_str(&reqwest::blocking_get(&url)).expect("JSON");
+        let ids: Vec<String> = response["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
+            .filter_map(|exemplar| exemplar["labels"]["trace_id"].as_str().map(str::to_owned))
+            .collect();
+        if !ids.is_empty() {
+            break ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has no exemplar for the gateway's latency: {response}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    for trace_id in &trace_ids {
+        wait_for_spans(receiver, trace_id, 1);
+    }
+    eprintln!(
+        "{} exemplars of the gateway's latency, each a trace the receiver got",
+        trace_ids.len()
+    );
+}
+
+/// One real `POST /api/action`: its `x-trace-id` answer header names the trace, and
+/// `cargo xtask logs --trace` gives that trace's lines from all seven services, in time
+/// order, and no other trace's.
+fn a_traces_logs_come_from_every_service_in_order(receiver: &TraceReceiver) {
+    let trace_id = reqwest::blocking_post_trace_id("http://127.0.0.1:30080/api/action");
+    // Ten server spans over seven services, each with its log lines by then.
+    wait_for_spans(receiver, &trace_id, 10);
+    let output = succeeded(&xtask(&["logs", "--trace", &trace_id]));
+    let lines: Vec<(&str, serde_json::Value)> = output
+        .lines()
+        .map(|line| {
+            let (source, json) = line.split_once(" | ").expect("`SOURCE | LINE`");
+            (
+                source.trim(),
+                serde_json::from_str(json).expect("a JSON log line"),
+            )
+        })
+        .collect();
+    let logged: BTreeSet<&str> = lines.iter().map(|(source, _)| *source).collect();
+    let spans = receiver.spans();
+    let traced: BTreeSet<&str> = spans
+        .iter()
+        .filter(|span| span.trace_id == trace_id)
+        .map(|span| span.service.as_str())
+        .collect();
+    let guide = mock_service::topology::Topology::guide();
+    let all_seven: BTreeSet<&str> = guide.service_names().into_iter().collect();
+    assert_eq!(traced, all_seven, "the trace's spans");
+    assert_eq!(logged, all_seven, "the trace's log lines:\n{output}");
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.trace_id == trace_id && span.name == "POST /api/action"),
+        "the gateway's server span"
+    );
+    let times: Vec<&str> = lines
+        .iter()
+        .map(|(_, json)| json["timestamp"].as_str().expect("a timestamp"))
+        .collect();
+    assert!(times.is_sorted(), "not in time order:\n{output}");
+    assert!(
+        lines
+            .iter()
+            .all(|(_, json)| json["trace_id"] == trace_id.as_str()),
+        "a line of another trace:\n{output}"
+    );
+}
+
+/// Prometheus sends the always-firing Watchdog to Alertmanager: the alert pipeline works.
+fn the_watchdog_alert_reaches_alertmanager() {
+    let how = "apt-get install prometheus-alertmanager, or nix develop";
+    if crate::support::require("prometheus-alertmanager", how).is_none()
+        && crate::support::require("alertmanager", how).is_none()
+    {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alerts = reqwest::blocking_get("http://127.0.0.1:9093/api/v2/alerts");
+        if alerts.contains("\"alertname\":\"Watchdog\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager never received Watchdog: {alerts}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 mod reqwest {
     /// A tiny blocking GET on a runtime of its own: the test itself is synchronous.
     pub fn blocking_get(url: &str) -> String {
@@ -229,6 +367,28 @@ mod reqwest {
                 .text()
                 .await
                 .expect("body")
+        })
+    }
+
+    /// POSTs to `url` and returns the answer's `x-trace-id` header.
+    pub fn blocking_post_trace_id(url: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let response = ::reqwest::Client::new()
+                .post(url)
+                .send()
+                .await
+                .expect("POST");
+            assert!(response.status().is_success(), "{response:?}");
+            response
+                .headers()
+                .get("x-trace-id")
+                .and_then(|value| value.to_str().ok())
+                .expect("an x-trace-id header")
+                .to_owned()
         })
     }
 }
@@ -247,7 +407,8 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
         );
     }
 
-    let local = start_local(&[]);
+    let receiver = TraceReceiver::start();
+    let local = start_local(&["--otlp-endpoint", &receiver.endpoint]);
 
     let smoke = xtask(&["smoke"]);
     let smoke_out = String::from_utf8_lossy(&smoke.stdout);
@@ -298,6 +459,9 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     }
 
     every_dashboard_query_returns_data();
+    exemplars_are_traces_the_receiver_got(&receiver);
+    a_traces_logs_come_from_every_service_in_order(&receiver);
+    the_watchdog_alert_reaches_alertmanager();
     faults_are_set_shown_and_always_cleared();
 
     let mesh = xtask::mesh::LocalMesh::running().expect("the running mesh's record");
