@@ -1476,17 +1476,25 @@ fn kustomization_dirs() -> Vec<PathBuf> {
 }
 
 fn write_renderings(tool: &str, renderings: &[Rendering]) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("xtask-manifests-{}-{tool}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir::new(&format!("manifests-{tool}"));
     for rendering in renderings {
         std::fs::write(dir.join(rendering.file_name()), &rendering.yaml).expect("write rendering");
     }
-    TempDir(dir)
+    dir
 }
 
 /// A directory removed when the test ends, passed or failed.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory for this test process under the system's temp dir.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
 
 impl std::ops::Deref for TempDir {
     type Target = Path;
