@@ -75,8 +75,11 @@ pub fn up(runner: Runner) -> anyhow::Result<()> {
     }
     runner
         .run(
-            Cmd::new("kubectl", format!("making {CONTEXT} the current context"))
-                .args(["config", "use-context", CONTEXT]),
+            Cmd::new("kubectl", format!("making {CONTEXT} the current context")).args([
+                "config",
+                "use-context",
+                CONTEXT,
+            ]),
         )
         .with_context(|| {
             format!(

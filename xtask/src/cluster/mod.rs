@@ -107,8 +107,14 @@ pub fn deployments() -> Vec<(&'static str, String)> {
         .map(|name| ("services", name.to_owned()))
         .collect();
     all.extend(
-        ["prometheus", "grafana", "otel-collector", "jaeger"]
-            .map(|name| ("monitoring", name.to_owned())),
+        [
+            "prometheus",
+            "alertmanager",
+            "grafana",
+            "otel-collector",
+            "jaeger",
+        ]
+        .map(|name| ("monitoring", name.to_owned())),
     );
     all
 }

@@ -47,7 +47,9 @@ impl UpArgs {
         .await?;
         eprintln!(
             "\nThe mesh runs in kind: gateway {GATEWAY}, Prometheus http://localhost:9090, \
-             Grafana http://localhost:3000 (admin/admin), Jaeger http://localhost:16686"
+             Alertmanager http://localhost:9093, Grafana http://localhost:3000 (admin/admin), \
+             Jaeger http://localhost:16686. Plain kubectl and `tilt up` use it too \
+             (the current context is kind-monitoring-demo)."
         );
         Ok(())
     }

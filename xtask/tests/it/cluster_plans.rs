@@ -34,7 +34,13 @@ const USE_CONTEXT: &str = "kubectl config use-context kind-monitoring-demo";
 fn rollouts() -> Vec<String> {
     let topology = mock_service::topology::Topology::guide();
     let services = topology.service_names();
-    let monitoring = ["prometheus", "grafana", "otel-collector", "jaeger"];
+    let monitoring = [
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "otel-collector",
+        "jaeger",
+    ];
     services
         .iter()
         .map(|name| ("services", name))
@@ -256,8 +262,16 @@ fn cluster_up_creates_the_cluster_leaves_its_context_current_and_names_the_previ
     let machine = Machine::new("new", &kubectl, "");
     let (ok, stderr) = machine.cluster_up();
     assert!(ok, "{stderr}");
-    assert!(machine.kind_calls().contains(CREATE), "{}", machine.kind_calls());
-    assert_eq!(machine.current_context(), "kind-monitoring-demo", "{stderr}");
+    assert!(
+        machine.kind_calls().contains(CREATE),
+        "{}",
+        machine.kind_calls()
+    );
+    assert_eq!(
+        machine.current_context(),
+        "kind-monitoring-demo",
+        "{stderr}"
+    );
     assert!(stderr.contains(SWITCHED), "{stderr}");
 }
 
@@ -271,8 +285,16 @@ fn cluster_up_on_an_existing_cluster_makes_its_context_current_again() {
     assert_eq!(machine.current_context(), "prod-eu");
     let (ok, stderr) = machine.cluster_up();
     assert!(ok, "{stderr}");
-    assert!(!machine.kind_calls().contains("create"), "{}", machine.kind_calls());
-    assert_eq!(machine.current_context(), "kind-monitoring-demo", "{stderr}");
+    assert!(
+        !machine.kind_calls().contains("create"),
+        "{}",
+        machine.kind_calls()
+    );
+    assert_eq!(
+        machine.current_context(),
+        "kind-monitoring-demo",
+        "{stderr}"
+    );
     assert!(stderr.contains(SWITCHED), "{stderr}");
 
     let (ok, stderr) = machine.cluster_up();

@@ -27,7 +27,13 @@ const SERVICES: [&str; 7] = [
     "payment-service",
     "notification-service",
 ];
-const OBSERVABILITY: [&str; 4] = ["prometheus", "grafana", "otel-collector", "jaeger"];
+const OBSERVABILITY: [&str; 5] = [
+    "prometheus",
+    "alertmanager",
+    "grafana",
+    "otel-collector",
+    "jaeger",
+];
 const BINARY_RESOURCE: &str = "mock-service-binary";
 
 // ---------------------------------------------------------------------------------------
@@ -673,6 +679,7 @@ fn the_uis_are_linked() {
     for (resource, url) in [
         ("gateway-service", "http://localhost:30080"),
         ("prometheus", "http://localhost:9090"),
+        ("alertmanager", "http://localhost:9093"),
         ("grafana", "http://localhost:3000"),
         ("jaeger", "http://localhost:16686"),
     ] {
@@ -703,6 +710,7 @@ fn config_files_outside_the_overlay_are_watched() {
         "grafana/provisioning",
         "prometheus/rules",
         "prometheus/prometheus-kubernetes.yml",
+        "prometheus/alertmanager.yml",
         "otel",
     ] {
         assert!(watched.contains(path), "{path} is not watched: {watched:?}");
@@ -774,7 +782,10 @@ fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic(
     use clap::ValueEnum as _;
     let plan = Plan::load();
     let smoke_labels = strings(plan.local_resource("smoke"), "labels");
-    assert_eq!(smoke_labels, strings(plan.local_resource("traffic"), "labels"));
+    assert_eq!(
+        smoke_labels,
+        strings(plan.local_resource("traffic"), "labels")
+    );
     let mut buttons: Vec<(String, String)> = xtask::traffic::Scenario::value_variants()
         .iter()
         .map(|scenario| {
