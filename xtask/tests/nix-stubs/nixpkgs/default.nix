@@ -19,6 +19,7 @@ let
     "nixpkgs-fmt"
     "oha"
     "opentelemetry-collector-contrib"
+    "prometheus-alertmanager"
     "tilt"
     "wrk"
     "zig"
