@@ -11,5 +11,6 @@ mod local_mesh;
 mod manifests;
 mod nix_flake;
 mod prometheus;
+mod service_containers;
 mod support;
 mod tiltfile;

@@ -1311,11 +1311,11 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
 // ---------------------------------------------------------------------------------------
 // The rendering, and reading it.
 
-struct Rendering {
+pub struct Rendering {
     /// The kustomization directory relative to manifests/, e.g. `overlays/kind`.
-    name: String,
+    pub name: String,
     yaml: String,
-    docs: Vec<Value>,
+    pub docs: Vec<Value>,
 }
 
 /// A Deployment's pods, as network policies see them.
@@ -1349,11 +1349,11 @@ impl Rendering {
         format!("{}.yaml", self.name.replace('/', "-"))
     }
 
-    fn all<'a>(&'a self, kind_: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    pub fn all<'a>(&'a self, kind_: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.docs.iter().filter(move |doc| kind(doc) == kind_)
     }
 
-    fn get(&self, kind_: &str, ns: &str, name_: &str) -> Option<&Value> {
+    pub fn get(&self, kind_: &str, ns: &str, name_: &str) -> Option<&Value> {
         self.docs
             .iter()
             .find(|doc| kind(doc) == kind_ && namespace(doc) == ns && name(doc) == name_)
@@ -1548,7 +1548,7 @@ impl Rendering {
 }
 
 /// The renderings of every kustomization, or `None` when kubectl is missing outside CI.
-fn renderings() -> Option<&'static [Rendering]> {
+pub fn renderings() -> Option<&'static [Rendering]> {
     static RENDERINGS: OnceLock<Option<Vec<Rendering>>> = OnceLock::new();
     RENDERINGS
         .get_or_init(|| {
@@ -1716,28 +1716,28 @@ fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     files
 }
 
-fn text_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+pub fn text_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value
         .pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-fn number_at(value: &Value, pointer: &str) -> u64 {
+pub fn number_at(value: &Value, pointer: &str) -> u64 {
     value
         .pointer(pointer)
         .and_then(Value::as_u64)
         .unwrap_or_default()
 }
 
-fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+pub fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
     value
         .pointer(pointer)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
 
-fn labels_at(value: &Value, pointer: &str) -> BTreeMap<String, String> {
+pub fn labels_at(value: &Value, pointer: &str) -> BTreeMap<String, String> {
     value
         .pointer(pointer)
         .and_then(Value::as_object)
@@ -1758,11 +1758,11 @@ fn kind(doc: &Value) -> &str {
     text_at(doc, "/kind")
 }
 
-fn name(doc: &Value) -> &str {
+pub fn name(doc: &Value) -> &str {
     text_at(doc, "/metadata/name")
 }
 
-fn namespace(doc: &Value) -> &str {
+pub fn namespace(doc: &Value) -> &str {
     text_at(doc, "/metadata/namespace")
 }
 
@@ -1812,7 +1812,7 @@ fn skips(doc: &Value) -> Vec<(String, String)> {
 }
 
 /// A declared container port, by number or by name.
-fn container_port(container: &Value, port: &Value) -> Option<u64> {
+pub fn container_port(container: &Value, port: &Value) -> Option<u64> {
     let ports = array(container, "/ports");
     match port {
         Value::String(name) => ports.iter().find(|p| text_at(p, "/name") == name),
@@ -1845,7 +1845,7 @@ fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool
 }
 
 /// A Kubernetes quantity, in cores or bytes.
-fn quantity(value: &Value, resource: &str) -> Option<f64> {
+pub fn quantity(value: &Value, resource: &str) -> Option<f64> {
     let text = value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_owned);
