@@ -843,11 +843,9 @@ fn check_skips(r: &Rendering, problems: &mut Problems) {
 }
 
 fn check_prometheus(r: &Rendering, problems: &mut Problems) {
-    let Some(prometheus) = r.get("Deployment", "monitoring", "prometheus") else {
-        problems.push("no Deployment monitoring/prometheus".to_owned());
+    let Some((prometheus, container)) = r.monitoring_container("prometheus", problems) else {
         return;
     };
-    let container = &prometheus["spec"]["template"]["spec"]["containers"][0];
     let args = args(container);
     problems.check(args.contains_key("--web.enable-lifecycle"), || {
         "prometheus: --web.enable-lifecycle".to_owned()
@@ -979,11 +977,9 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
 }
 
 fn check_grafana(r: &Rendering, problems: &mut Problems) {
-    let Some(grafana) = r.get("Deployment", "monitoring", "grafana") else {
-        problems.push("no Deployment monitoring/grafana".to_owned());
+    let Some((grafana, container)) = r.monitoring_container("grafana", problems) else {
         return;
     };
-    let container = &grafana["spec"]["template"]["spec"]["containers"][0];
     let env = env(container);
     let get = |key: &str| env.get(key).map_or("", String::as_str);
     for (key, value) in [
@@ -1060,11 +1056,9 @@ fn check_tracing(r: &Rendering, problems: &mut Problems) {
         ("otel-collector", "--config", "otel/collector.yaml"),
         ("jaeger", "--config", "otel/jaeger.yaml"),
     ] {
-        let Some(doc) = r.get("Deployment", "monitoring", deployment) else {
-            problems.push(format!("no Deployment monitoring/{deployment}"));
+        let Some((doc, container)) = r.monitoring_container(deployment, problems) else {
             continue;
         };
-        let container = &doc["spec"]["template"]["spec"]["containers"][0];
         let file = args(container).get(flag).cloned().unwrap_or_default();
         problems.check(
             r.mounted_file(doc, container, &file) == Some(read_repo(source)),
@@ -1074,11 +1068,9 @@ fn check_tracing(r: &Rendering, problems: &mut Problems) {
 }
 
 fn check_alertmanager(r: &Rendering, problems: &mut Problems) {
-    let Some(alertmanager) = r.get("Deployment", "monitoring", "alertmanager") else {
-        problems.push("no Deployment monitoring/alertmanager".to_owned());
+    let Some((alertmanager, container)) = r.monitoring_container("alertmanager", problems) else {
         return;
     };
-    let container = &alertmanager["spec"]["template"]["spec"]["containers"][0];
     let args = args(container);
     let image = text_at(container, "/image");
     problems.check(image.starts_with("prom/alertmanager:"), || {
@@ -1420,10 +1412,24 @@ impl Rendering {
             .map(str::to_owned)
     }
 
+    /// The Deployment `name` of namespace monitoring and its (first) container, or a
+    /// problem saying it is missing.
+    fn monitoring_container(
+        &self,
+        name_: &str,
+        problems: &mut Problems,
+    ) -> Option<(&Value, &Value)> {
+        let found = self.get("Deployment", "monitoring", name_);
+        problems.check(found.is_some(), || {
+            format!("no Deployment monitoring/{name_}")
+        });
+        found.map(|d| (d, &d["spec"]["template"]["spec"]["containers"][0]))
+    }
+
     /// The configuration file the Prometheus Deployment runs with, parsed.
     fn prometheus_config(&self) -> Option<Value> {
-        let prometheus = self.get("Deployment", "monitoring", "prometheus")?;
-        let container = &prometheus["spec"]["template"]["spec"]["containers"][0];
+        let (prometheus, container) =
+            self.monitoring_container("prometheus", &mut Problems::default())?;
         let file = args(container).get("--config.file")?.clone();
         let text = self.mounted_file(prometheus, container, &file)?;
         serde_yaml_ng::from_str(&text).ok()
