@@ -10,7 +10,11 @@ use crate::smoke::SmokeArgs;
 #[command(after_help = "\
 Examples:
   cargo xtask up            # kind cluster, image, load, deploy, smoke test
-  cargo xtask up --dry-run  # the exact commands, in order")]
+  cargo xtask up --dry-run  # the exact commands, in order
+
+Afterwards kind-monitoring-demo is the current kubectl context (as after `kind create
+cluster`; xtask names the one before), so plain kubectl and `tilt up` use the cluster.
+UIs: gateway :30080, Prometheus :9090, Alertmanager :9093, Grafana :3000, Jaeger :16686.")]
 pub struct UpArgs {
     /// Print the commands instead of running them
     #[arg(long)]

@@ -26,8 +26,12 @@
 //! (`--network host`, one container at a time, since the ports are the Deployment's
 //! fixed ones): a `HOST` of 0.0.0.0 (every interface of the pod's own network namespace)
 //! is narrowed to 127.0.0.1, the pod's address here, because servers started on this
-//! machine listen on loopback only; and the collector's address does not resolve, so the
-//! spans go nowhere, as when the collector is down: a service must keep serving then.
+//! machine listen on loopback only; and the cluster names the environment points at
+//! (the collector's `otel-collector.monitoring.svc`) resolve to 127.0.0.1 too
+//! (`--add-host`), where nothing of theirs listens (the tests that start a local
+//! collector on 4317 take turns with this one: `support::serial`), so the spans go
+//! nowhere, as when the collector is down: a service must keep serving then, and no
+//! lookup leaves the machine.
 //! Anything the translation does not model (a secret, a volume of another kind, an exec
 //! probe, `$(VAR)` references) fails the test, naming it, rather than being ignored.
 //!
@@ -37,7 +41,7 @@
 //! Without a Docker engine (or the static Rust target) the test says SKIPPED.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -108,7 +112,12 @@ fn pod_run(r: &Rendering, deployment: &Value, dir: &Path) -> PodRun {
             .collect(),
     };
 
-    for (key, value) in environment(r, deployment, container, &who) {
+    let env = environment(r, deployment, container, &who);
+    for host in cluster_hosts(&env) {
+        run.options.push("--add-host".into());
+        run.options.push(format!("{host}:{POD_IP}"));
+    }
+    for (key, value) in env {
         run.options.push("--env".into());
         run.options.push(format!("{key}={value}"));
     }
@@ -201,6 +210,25 @@ fn environment(
         env.push((key, value));
     }
     env
+}
+
+/// The cluster DNS names (`NAME.NAMESPACE.svc[.cluster.local]`) the environment points
+/// at: here they resolve to the pod's own address, where nothing of theirs listens, so
+/// the container meets them as it meets a Service that is down, and asks no resolver.
+fn cluster_hosts(env: &[(String, String)]) -> BTreeSet<String> {
+    env.iter()
+        .filter_map(|(_, value)| {
+            let rest = value
+                .split_once("://")
+                .map_or(value.as_str(), |(_, rest)| rest);
+            let authority = rest.split('/').next().unwrap_or_default();
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host);
+            (host.ends_with(".svc") || host.ends_with(".svc.cluster.local"))
+                .then(|| host.to_owned())
+        })
+        .collect()
 }
 
 /// A `fieldRef`'s value, as the kubelet resolves it for this pod.
@@ -640,6 +668,7 @@ fn the_translation_resolves_references_as_the_kubelet_does() {
                     "ports": [{"name": "http", "containerPort": 8080}],
                     "env": [
                         {"name": "HOST", "value": "0.0.0.0"},
+                        {"name": "SINK", "value": "http://sink.monitoring.svc.cluster.local:4317/v1"},
                         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                         {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -680,6 +709,7 @@ fn the_translation_resolves_references_as_the_kubelet_does() {
         env,
         [
             "HOST=127.0.0.1".to_owned(),
+            "SINK=http://sink.monitoring.svc.cluster.local:4317/v1".to_owned(),
             "POD=probe-me-docker".to_owned(),
             "NS=services".to_owned(),
             "IP=127.0.0.1".to_owned(),
@@ -694,6 +724,10 @@ fn the_translation_resolves_references_as_the_kubelet_does() {
             .map(|pair| pair[1].as_str())
             .collect()
     };
+    assert_eq!(
+        option("--add-host"),
+        ["sink.monitoring.svc.cluster.local:127.0.0.1"]
+    );
     assert_eq!(option("--user"), ["1000:3000"]);
     assert_eq!(option("--group-add"), ["2000"]);
     assert_eq!(option("--cap-drop"), ["ALL"]);
