@@ -851,10 +851,12 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         "prometheus: --web.enable-lifecycle".to_owned()
     });
     // The services' exemplars (trace ids on the latency histograms) are kept only with
-    // this feature on; `--enable-feature` takes a comma-separated list.
+    // this feature on; `--enable-feature` may repeat, each a comma-separated list.
     problems.check(
-        args.get("--enable-feature")
-            .is_some_and(|features| features.split(',').any(|f| f == "exemplar-storage")),
+        array(container, "/args")
+            .iter()
+            .filter_map(|arg| arg.as_str()?.strip_prefix("--enable-feature="))
+            .any(|features| features.split(',').any(|f| f == "exemplar-storage")),
         || "prometheus: --enable-feature=exemplar-storage, to keep exemplars".to_owned(),
     );
     for (probe, path) in [
