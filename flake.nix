@@ -2,7 +2,8 @@
   # `nix develop` (or direnv's `use flake`) gives one shell with every tool the
   # playground uses, the same on Linux and macOS: the pinned Rust toolchain, the
   # cluster tools (kind, kubectl, kustomize, tilt, docker CLI) and the observability
-  # stack that `cargo xtask local` starts when it finds it on PATH.
+  # stack that `cargo xtask local` starts when it finds it on PATH (Jaeger excepted:
+  # nixpkgs 25.11 has none, see below).
   description = "Observability playground: seven instrumented axum services, their tools and a kind cluster";
 
   inputs = {
@@ -35,6 +36,14 @@
           extensions = [ "rust-src" "rustfmt" "clippy" ];
           targets = [ "x86_64-unknown-linux-musl" "aarch64-unknown-linux-musl" ];
         };
+
+        # Where Jaeger comes from without a nixpkgs package: `cargo xtask local` runs the
+        # cluster's image (manifests/base/monitoring/jaeger.yaml; xtask/tests/it/nix_flake.rs
+        # checks that the two agree) when a Docker engine answers.
+        jaegerImage = "jaegertracing/jaeger:2.10.0";
+        jaegerNote =
+          if pkgs ? jaeger then ", Jaeger"
+          else ". nixpkgs 25.11 has no Jaeger: cargo xtask local uses a jaeger on PATH, else runs ${jaegerImage} in Docker when a Docker engine answers, else says how to get it";
       in
       {
         devShells.default = pkgs.mkShell {
@@ -59,6 +68,8 @@
             # nixpkgs puts promtool in prometheus' `cli` output, which is not on PATH
             # by default; the promtool rule tests need it.
             pkgs.prometheus.cli
+            # Where Prometheus sends its alerts (the `alertmanager` binary).
+            pkgs.prometheus-alertmanager
             pkgs.grafana
             pkgs.opentelemetry-collector-contrib # the `otelcol-contrib` binary
             pkgs.jq
@@ -68,12 +79,12 @@
             pkgs.wrk
           ]
           # nixpkgs 25.11 has no Jaeger (a `jaeger` package was only proposed for unstable
-          # in 2026); it joins the shell once the pinned nixpkgs has it. Until then
-          # `cargo xtask local` runs without it and says how to get it.
+          # in 2026); it joins the shell once the pinned nixpkgs has it. Until then the
+          # shell's message says where `cargo xtask local` gets it (jaegerNote).
           ++ (if pkgs ? jaeger then [ pkgs.jaeger ] else [ ]);
 
           shellHook = ''
-            echo "observability-playground dev shell: Rust from rust-toolchain.toml (+ musl targets, cargo-zigbuild), kind, kubectl, kustomize, tilt, docker CLI, Prometheus, Grafana, OpenTelemetry Collector${if pkgs ? jaeger then ", Jaeger" else ""}; next: cargo xtask local (processes), or cargo xtask up / tilt up (kind cluster)"
+            echo "observability-playground dev shell: Rust from rust-toolchain.toml (+ musl targets, cargo-zigbuild), kind, kubectl, kustomize, tilt, docker CLI, Prometheus, Alertmanager, Grafana, OpenTelemetry Collector${jaegerNote}; next: cargo xtask local (processes), or cargo xtask up / tilt up (kind cluster)"
           '';
         };
 

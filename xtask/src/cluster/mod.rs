@@ -1,7 +1,9 @@
 //! The kind cluster path: `cluster up|down|status`, `images`, `load`, `deploy`, `up` and
 //! `clean`. Every command names the project's cluster explicitly (`kind --name
-//! monitoring-demo`, `kubectl --context kind-monitoring-demo`), never the current
-//! context, and `--dry-run` prints the exact commands instead of running them.
+//! monitoring-demo`, `kubectl --context kind-monitoring-demo`), never relying on the
+//! current context; only `cluster up` (and `up`) change it, to kind-monitoring-demo, as
+//! `kind create cluster` does, for plain kubectl and `tilt up`. `--dry-run` prints the
+//! exact commands instead of running them.
 
 pub mod clean;
 pub mod deploy;
@@ -107,8 +109,14 @@ pub fn deployments() -> Vec<(&'static str, String)> {
         .map(|name| ("services", name.to_owned()))
         .collect();
     all.extend(
-        ["prometheus", "grafana", "otel-collector", "jaeger"]
-            .map(|name| ("monitoring", name.to_owned())),
+        [
+            "prometheus",
+            "alertmanager",
+            "grafana",
+            "otel-collector",
+            "jaeger",
+        ]
+        .map(|name| ("monitoring", name.to_owned())),
     );
     all
 }

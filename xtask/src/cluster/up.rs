@@ -10,7 +10,11 @@ use crate::smoke::SmokeArgs;
 #[command(after_help = "\
 Examples:
   cargo xtask up            # kind cluster, image, load, deploy, smoke test
-  cargo xtask up --dry-run  # the exact commands, in order")]
+  cargo xtask up --dry-run  # the exact commands, in order
+
+Afterwards kind-monitoring-demo is the current kubectl context (as after `kind create
+cluster`; xtask names the one before), so plain kubectl and `tilt up` use the cluster.
+UIs: gateway :30080, Prometheus :9090, Alertmanager :9093, Grafana :3000, Jaeger :16686.")]
 pub struct UpArgs {
     /// Print the commands instead of running them
     #[arg(long)]
@@ -47,7 +51,9 @@ impl UpArgs {
         .await?;
         eprintln!(
             "\nThe mesh runs in kind: gateway {GATEWAY}, Prometheus http://localhost:9090, \
-             Grafana http://localhost:3000 (admin/admin), Jaeger http://localhost:16686"
+             Alertmanager http://localhost:9093, Grafana http://localhost:3000 (admin/admin), \
+             Jaeger http://localhost:16686. Plain kubectl and `tilt up` use it too \
+             (the current context is kind-monitoring-demo)."
         );
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! the static binary, is small, runs as non-root, answers /health with `--network host`,
 //! and an unchanged binary makes no new image.
 
-use std::{process::Command, time::Duration};
+use std::{process::Command, sync::OnceLock, time::Duration};
 
-fn docker(args: &[&str]) -> std::process::Output {
+pub fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(args)
         .output()
@@ -12,7 +12,7 @@ fn docker(args: &[&str]) -> std::process::Output {
 }
 
 /// Removes the container even when an assertion fails.
-struct Container(String);
+pub struct Container(pub String);
 
 impl Drop for Container {
     fn drop(&mut self) {
@@ -20,20 +20,40 @@ impl Drop for Container {
     }
 }
 
+/// The reference of the image `cargo xtask images` builds (`mock-service:<hash>`), built
+/// once per test run; `None` (after saying SKIPPED) where no Docker engine answers or
+/// the static target is missing.
+pub fn built_image() -> Option<&'static str> {
+    static BUILT: OnceLock<Option<String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !crate::support::require_docker()
+                || !crate::support::require_rust_target(&xtask::cluster::images::node_target())
+            {
+                return None;
+            }
+            let build = Command::new(env!("CARGO_BIN_EXE_xtask"))
+                .arg("images")
+                .output()
+                .expect("run xtask images");
+            assert!(
+                build.status.success(),
+                "cargo xtask images failed:\n{}",
+                String::from_utf8_lossy(&build.stderr)
+            );
+            Some(String::from_utf8_lossy(&build.stdout).trim().to_owned())
+        })
+        .as_deref()
+}
+
 #[test]
 fn the_image_is_small_non_root_content_tagged_and_serves() {
     // target/image is shared with the benchmark and `cargo xtask clean`.
     let _serial = crate::support::serial();
-    if !crate::support::require_docker() {
+    let Some(reference) = built_image() else {
         return;
-    }
-    let build = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("images")
-        .output()
-        .expect("run xtask images");
-    let stderr = String::from_utf8_lossy(&build.stderr).into_owned();
-    assert!(build.status.success(), "{stderr}");
-    let reference = String::from_utf8_lossy(&build.stdout).trim().to_owned();
+    };
+    let reference = reference.to_owned();
     assert!(
         !reference.contains('\n'),
         "stdout carries only the reference: {reference}"
@@ -83,6 +103,9 @@ fn the_image_is_small_non_root_content_tagged_and_serves() {
         "HOST=127.0.0.1",
         "--env",
         &format!("PORT={port}"),
+        "--env",
+        // Not the default 9901: service_containers.rs runs pods with it meanwhile.
+        "ADMIN_PORT=0",
         "--env",
         "SERVICE_NAME=user-service",
         "--env",

@@ -13,5 +13,6 @@ mod local_topology;
 mod manifests;
 mod nix_flake;
 mod prometheus;
+mod service_containers;
 mod support;
 mod tiltfile;

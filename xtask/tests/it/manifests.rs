@@ -5,7 +5,9 @@
 //! locked-down security context in every pod, a Service behind every dependency of the
 //! topology and every in-cluster URL, every configuration file in a ConfigMap mounted
 //! where its program reads it, network policies that let the demo's traffic through and
-//! nothing else in, and the kind NodePorts published on 127.0.0.1 at the guide's ports.
+//! nothing else in (and every path inside the cluster through a policy of its own, not
+//! a UI's "from anywhere"), Prometheus keeping exemplars and sending its alerts to the
+//! Alertmanager, and the kind NodePorts published on 127.0.0.1 at the guide's ports.
 //!
 //! The structural tests need only kubectl (or nothing); the validators are found on PATH
 //! or in target/tools-venv/bin, and their tests skip outside CI when they are missing.
@@ -28,20 +30,22 @@ const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "observability-playg
 
 /// The kind overlay's NodePorts: (node port, host port on 127.0.0.1, the Deployment
 /// behind it, its container port).
-const KIND_PORTS: [(u64, u64, &str, u64); 4] = [
+const KIND_PORTS: [(u64, u64, &str, u64); 5] = [
     (30080, 30080, "gateway-service", 8080),
     (30090, 9090, "prometheus", 9090),
     (30300, 3000, "grafana", 3000),
     (30686, 16686, "jaeger", 16686),
+    (30093, 9093, "alertmanager", 9093),
 ];
 
 /// Every pod exposed to the outside of the cluster (by the network policies, whether or
-/// not a NodePort publishes it): the entry point and the three UIs.
-const OPEN_TO_ANYONE: [(&str, u64); 4] = [
+/// not a NodePort publishes it): the entry point and the four UIs.
+const OPEN_TO_ANYONE: [(&str, u64); 5] = [
     ("gateway-service", 8080),
     ("prometheus", 9090),
     ("grafana", 3000),
     ("jaeger", 16686),
+    ("alertmanager", 9093),
 ];
 
 /// The only checkov checks a manifest may skip, and where.
@@ -139,6 +143,7 @@ fn every_kustomization_says_how_to_render_it_and_its_files_exist() {
         "grafana/provisioning/dashboards/dashboards.yaml",
         "otel/collector.yaml",
         "otel/jaeger.yaml",
+        "prometheus/alertmanager.yml",
     ]
     .iter()
     .map(|path| root.join(path))
@@ -148,7 +153,7 @@ fn every_kustomization_says_how_to_render_it_and_its_files_exist() {
         "json",
     ));
     expected.extend(files_with_extension(&root.join("prometheus/rules"), "yml"));
-    assert!(expected.len() >= 11, "{expected:?}");
+    assert!(expected.len() >= 12, "{expected:?}");
     for path in expected {
         let path = path.canonicalize().expect("config file exists");
         problems.check(generated.contains(&path), || {
@@ -238,6 +243,7 @@ fn every_rendering_configures_the_observability_stack_from_the_shared_files() {
         check_prometheus(rendering, &mut problems);
         check_grafana(rendering, &mut problems);
         check_tracing(rendering, &mut problems);
+        check_alertmanager(rendering, &mut problems);
         problems.assert_none(&rendering.name);
     }
 }
@@ -837,15 +843,22 @@ fn check_skips(r: &Rendering, problems: &mut Problems) {
 }
 
 fn check_prometheus(r: &Rendering, problems: &mut Problems) {
-    let Some(prometheus) = r.get("Deployment", "monitoring", "prometheus") else {
-        problems.push("no Deployment monitoring/prometheus".to_owned());
+    let Some((prometheus, container)) = r.monitoring_container("prometheus", problems) else {
         return;
     };
-    let container = &prometheus["spec"]["template"]["spec"]["containers"][0];
     let args = args(container);
     problems.check(args.contains_key("--web.enable-lifecycle"), || {
         "prometheus: --web.enable-lifecycle".to_owned()
     });
+    // The services' exemplars (trace ids on the latency histograms) are kept only with
+    // this feature on; `--enable-feature` may repeat, each a comma-separated list.
+    problems.check(
+        array(container, "/args")
+            .iter()
+            .filter_map(|arg| arg.as_str()?.strip_prefix("--enable-feature="))
+            .any(|features| features.split(',').any(|f| f == "exemplar-storage")),
+        || "prometheus: --enable-feature=exemplar-storage, to keep exemplars".to_owned(),
+    );
     for (probe, path) in [
         ("readinessProbe", "/-/ready"),
         ("livenessProbe", "/-/healthy"),
@@ -872,6 +885,11 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         || format!("prometheus: {config_file} is not prometheus/prometheus-kubernetes.yml"),
     );
     let config: Value = serde_yaml_ng::from_str(&config).expect("the Prometheus config parses");
+    for (name, ns, port) in alertmanager_targets(&config, namespace(prometheus)) {
+        problems.check(r.service_backend(&ns, &name, port).is_some(), || {
+            format!("prometheus: sends alerts to {name}:{port}, which is no Service of {ns}")
+        });
+    }
 
     // The rules: every file of prometheus/rules/ where rule_files looks.
     let rule_files: Vec<&str> = array(&config, "/rule_files")
@@ -961,11 +979,9 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
 }
 
 fn check_grafana(r: &Rendering, problems: &mut Problems) {
-    let Some(grafana) = r.get("Deployment", "monitoring", "grafana") else {
-        problems.push("no Deployment monitoring/grafana".to_owned());
+    let Some((grafana, container)) = r.monitoring_container("grafana", problems) else {
         return;
     };
-    let container = &grafana["spec"]["template"]["spec"]["containers"][0];
     let env = env(container);
     let get = |key: &str| env.get(key).map_or("", String::as_str);
     for (key, value) in [
@@ -973,6 +989,10 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
         ("GF_ANALYTICS_CHECK_FOR_UPDATES", "false"),
         ("PROMETHEUS_URL", "http://prometheus.monitoring.svc:9090"),
         ("JAEGER_URL", "http://jaeger.monitoring.svc:16686"),
+        (
+            "ALERTMANAGER_URL",
+            "http://alertmanager.monitoring.svc:9093",
+        ),
         // The guide's credentials (README: admin/admin).
         ("GF_SECURITY_ADMIN_USER", "admin"),
         ("GF_SECURITY_ADMIN_PASSWORD", "admin"),
@@ -1038,17 +1058,83 @@ fn check_tracing(r: &Rendering, problems: &mut Problems) {
         ("otel-collector", "--config", "otel/collector.yaml"),
         ("jaeger", "--config", "otel/jaeger.yaml"),
     ] {
-        let Some(doc) = r.get("Deployment", "monitoring", deployment) else {
-            problems.push(format!("no Deployment monitoring/{deployment}"));
+        let Some((doc, container)) = r.monitoring_container(deployment, problems) else {
             continue;
         };
-        let container = &doc["spec"]["template"]["spec"]["containers"][0];
         let file = args(container).get(flag).cloned().unwrap_or_default();
         problems.check(
             r.mounted_file(doc, container, &file) == Some(read_repo(source)),
             || format!("{deployment}: {flag}={file} is not {source}, mounted"),
         );
     }
+}
+
+fn check_alertmanager(r: &Rendering, problems: &mut Problems) {
+    let Some((alertmanager, container)) = r.monitoring_container("alertmanager", problems) else {
+        return;
+    };
+    let args = args(container);
+    let image = text_at(container, "/image");
+    problems.check(image.starts_with("prom/alertmanager:"), || {
+        format!("alertmanager: runs {image}, not prom/alertmanager")
+    });
+    let config_file = args.get("--config.file").map_or("", String::as_str);
+    problems.check(
+        r.mounted_file(alertmanager, container, config_file)
+            == Some(read_repo("prometheus/alertmanager.yml")),
+        || format!("alertmanager: --config.file {config_file:?} is not prometheus/alertmanager.yml, mounted"),
+    );
+    let storage = args.get("--storage.path").map_or("", String::as_str);
+    problems.check(r.is_empty_dir(alertmanager, container, storage), || {
+        format!("alertmanager: --storage.path {storage:?} must be an emptyDir (read-only root)")
+    });
+    // One instance: an empty address turns the gossip cluster (port 9094) off.
+    problems.check(
+        args.get("--cluster.listen-address").map(String::as_str) == Some(""),
+        || "alertmanager: --cluster.listen-address= (no gossip)".to_owned(),
+    );
+    for (probe, path) in [
+        ("readinessProbe", "/-/ready"),
+        ("livenessProbe", "/-/healthy"),
+    ] {
+        problems.check(
+            text_at(container, &format!("/{probe}/httpGet/path")) == path
+                && container
+                    .pointer(&format!("/{probe}/httpGet/port"))
+                    .and_then(|port| container_port(container, port))
+                    == Some(9093),
+            || format!("alertmanager: {probe} GET {path} on 9093"),
+        );
+    }
+    problems.check(
+        r.service_backend("monitoring", "alertmanager", 9093)
+            == Some(("alertmanager".to_owned(), 9093)),
+        || "alertmanager: the Service alertmanager:9093 must lead to its pod's 9093".to_owned(),
+    );
+}
+
+/// The Alertmanagers of a Prometheus configuration's `alerting:` section, as (Service,
+/// namespace, port): a bare `name:port` target is a Service of Prometheus's namespace.
+fn alertmanager_targets(config: &Value, own_namespace: &str) -> Vec<(String, String, u64)> {
+    array(config, "/alerting/alertmanagers")
+        .iter()
+        .flat_map(|am| array(am, "/static_configs"))
+        .flat_map(|sc| array(sc, "/targets"))
+        .filter_map(Value::as_str)
+        .map(|target| {
+            let (host, port) = target
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("alerting target {target}: expected HOST:PORT"));
+            let port = port.parse().expect("a port number");
+            match host.split_once('.') {
+                Some((name, rest)) => {
+                    let ns = rest.split('.').next().unwrap_or_default();
+                    (name.to_owned(), ns.to_owned(), port)
+                }
+                None => (host.to_owned(), own_namespace.to_owned(), port),
+            }
+        })
+        .collect()
 }
 
 /// A small NetworkPolicy evaluator (ingress; pod and namespace selectors): the traffic
@@ -1120,6 +1206,26 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
             }
         }
     }
+    // Firing alerts, to the Alertmanager Prometheus's configuration names (the cluster's
+    // configuration gets its `alerting:` section from xtask/src/prometheus_config.rs).
+    needed.push((
+        Some(pod("prometheus")),
+        pod("alertmanager"),
+        9093,
+        "firing alerts".to_owned(),
+    ));
+    if let Some(config) = r.prometheus_config() {
+        for (name, ns, port) in alertmanager_targets(&config, "monitoring") {
+            if let Some((deployment, port)) = r.service_backend(&ns, &name, port) {
+                needed.push((
+                    Some(pod("prometheus")),
+                    pod(&deployment),
+                    port,
+                    format!("alerting target {name}:{port}"),
+                ));
+            }
+        }
+    }
     for (deployment, port) in OPEN_TO_ANYONE {
         needed.push((
             None,
@@ -1134,13 +1240,24 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
         needed.len()
     );
     for (from, to, port, why) in &needed {
+        let from_name = from.map_or("outside", |p| p.deployment.as_str());
         problems.check(r.ingress_allowed(*from, to, *port), || {
             format!(
-                "blocked: {} -> {}:{port}, needed for {why}",
-                from.map_or("outside", |p| p.deployment.as_str()),
+                "blocked: {from_name} -> {}:{port}, needed for {why}",
                 to.deployment
             )
         });
+        // A path inside the cluster must not hang on a UI's "from anywhere" policy, which
+        // a user may delete to expose less.
+        problems.check(
+            from.is_none() || r.ingress_allowed_from_named_peers(*from, to, *port),
+            || {
+                format!(
+                    "{from_name} -> {}:{port} ({why}) is let in only by a policy open to anyone",
+                    to.deployment
+                )
+            },
+        );
     }
 
     // What must not: from outside, only the entry point and the UIs; inside, the
@@ -1188,11 +1305,11 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
 // ---------------------------------------------------------------------------------------
 // The rendering, and reading it.
 
-struct Rendering {
+pub struct Rendering {
     /// The kustomization directory relative to manifests/, e.g. `overlays/kind`.
-    name: String,
+    pub name: String,
     yaml: String,
-    docs: Vec<Value>,
+    pub docs: Vec<Value>,
 }
 
 /// A Deployment's pods, as network policies see them.
@@ -1226,11 +1343,11 @@ impl Rendering {
         format!("{}.yaml", self.name.replace('/', "-"))
     }
 
-    fn all<'a>(&'a self, kind_: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    pub fn all<'a>(&'a self, kind_: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.docs.iter().filter(move |doc| kind(doc) == kind_)
     }
 
-    fn get(&self, kind_: &str, ns: &str, name_: &str) -> Option<&Value> {
+    pub fn get(&self, kind_: &str, ns: &str, name_: &str) -> Option<&Value> {
         self.docs
             .iter()
             .find(|doc| kind(doc) == kind_ && namespace(doc) == ns && name(doc) == name_)
@@ -1297,6 +1414,29 @@ impl Rendering {
             .map(str::to_owned)
     }
 
+    /// The Deployment `name` of namespace monitoring and its (first) container, or a
+    /// problem saying it is missing.
+    fn monitoring_container(
+        &self,
+        name_: &str,
+        problems: &mut Problems,
+    ) -> Option<(&Value, &Value)> {
+        let found = self.get("Deployment", "monitoring", name_);
+        problems.check(found.is_some(), || {
+            format!("no Deployment monitoring/{name_}")
+        });
+        found.map(|d| (d, &d["spec"]["template"]["spec"]["containers"][0]))
+    }
+
+    /// The configuration file the Prometheus Deployment runs with, parsed.
+    fn prometheus_config(&self) -> Option<Value> {
+        let (prometheus, container) =
+            self.monitoring_container("prometheus", &mut Problems::default())?;
+        let file = args(container).get("--config.file")?.clone();
+        let text = self.mounted_file(prometheus, container, &file)?;
+        serde_yaml_ng::from_str(&text).ok()
+    }
+
     fn is_empty_dir(&self, deployment: &Value, container: &Value, path: &str) -> bool {
         let Some(mount) = array(container, "/volumeMounts")
             .iter()
@@ -1346,34 +1486,53 @@ impl Rendering {
     /// Whether a connection from `from` (`None`: outside the cluster) to `to`'s
     /// container port `port` is allowed.
     fn ingress_allowed(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
+        self.ingress_allowed_by(from, to, port, |_| true)
+    }
+
+    /// The same, counting only the rules that name their sources (`from`): whether the
+    /// connection is let in by a policy written for it, not by one open to anyone.
+    fn ingress_allowed_from_named_peers(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
+        self.ingress_allowed_by(from, to, port, |rule| !array(rule, "/from").is_empty())
+    }
+
+    fn ingress_allowed_by(
+        &self,
+        from: Option<&Pod>,
+        to: &Pod,
+        port: u64,
+        counts: impl Fn(&Value) -> bool,
+    ) -> bool {
         let mut policies = self.policies_for(to).peekable();
         if policies.peek().is_none() {
             return true; // not isolated
         }
         policies.any(|policy| {
-            array(policy, "/spec/ingress").iter().any(|rule| {
-                let ports = array(rule, "/ports");
-                let port_ok = ports.is_empty()
-                    || ports.iter().any(|p| {
-                        let protocol_ok = ["", "TCP"].contains(&text_at(p, "/protocol"));
-                        let number = match p.get("port") {
-                            None => return protocol_ok,
-                            Some(Value::String(name)) => to.named_port(name),
-                            Some(number) => number.as_u64(),
-                        };
-                        let end = p.get("endPort").and_then(Value::as_u64);
-                        protocol_ok
-                            && number.is_some_and(|n| {
-                                n == port || end.is_some_and(|end| (n..=end).contains(&port))
-                            })
-                    });
-                let peers = array(rule, "/from");
-                let from_ok = peers.is_empty()
-                    || peers
-                        .iter()
-                        .any(|peer| self.peer_matches(policy, peer, from));
-                port_ok && from_ok
-            })
+            array(policy, "/spec/ingress")
+                .iter()
+                .filter(|rule| counts(rule))
+                .any(|rule| {
+                    let ports = array(rule, "/ports");
+                    let port_ok = ports.is_empty()
+                        || ports.iter().any(|p| {
+                            let protocol_ok = ["", "TCP"].contains(&text_at(p, "/protocol"));
+                            let number = match p.get("port") {
+                                None => return protocol_ok,
+                                Some(Value::String(name)) => to.named_port(name),
+                                Some(number) => number.as_u64(),
+                            };
+                            let end = p.get("endPort").and_then(Value::as_u64);
+                            protocol_ok
+                                && number.is_some_and(|n| {
+                                    n == port || end.is_some_and(|end| (n..=end).contains(&port))
+                                })
+                        });
+                    let peers = array(rule, "/from");
+                    let from_ok = peers.is_empty()
+                        || peers
+                            .iter()
+                            .any(|peer| self.peer_matches(policy, peer, from));
+                    port_ok && from_ok
+                })
         })
     }
 
@@ -1397,7 +1556,7 @@ impl Rendering {
 }
 
 /// The renderings of every kustomization, or `None` when kubectl is missing outside CI.
-fn renderings() -> Option<&'static [Rendering]> {
+pub fn renderings() -> Option<&'static [Rendering]> {
     static RENDERINGS: OnceLock<Option<Vec<Rendering>>> = OnceLock::new();
     RENDERINGS
         .get_or_init(|| {
@@ -1476,17 +1635,25 @@ fn kustomization_dirs() -> Vec<PathBuf> {
 }
 
 fn write_renderings(tool: &str, renderings: &[Rendering]) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("xtask-manifests-{}-{tool}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir::new(&format!("manifests-{tool}"));
     for rendering in renderings {
         std::fs::write(dir.join(rendering.file_name()), &rendering.yaml).expect("write rendering");
     }
-    TempDir(dir)
+    dir
 }
 
 /// A directory removed when the test ends, passed or failed.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory for this test process under the system's temp dir.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
 
 impl std::ops::Deref for TempDir {
     type Target = Path;
@@ -1557,28 +1724,28 @@ fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     files
 }
 
-fn text_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+pub fn text_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value
         .pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-fn number_at(value: &Value, pointer: &str) -> u64 {
+pub fn number_at(value: &Value, pointer: &str) -> u64 {
     value
         .pointer(pointer)
         .and_then(Value::as_u64)
         .unwrap_or_default()
 }
 
-fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+pub fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
     value
         .pointer(pointer)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
 
-fn labels_at(value: &Value, pointer: &str) -> BTreeMap<String, String> {
+pub fn labels_at(value: &Value, pointer: &str) -> BTreeMap<String, String> {
     value
         .pointer(pointer)
         .and_then(Value::as_object)
@@ -1599,11 +1766,11 @@ fn kind(doc: &Value) -> &str {
     text_at(doc, "/kind")
 }
 
-fn name(doc: &Value) -> &str {
+pub fn name(doc: &Value) -> &str {
     text_at(doc, "/metadata/name")
 }
 
-fn namespace(doc: &Value) -> &str {
+pub fn namespace(doc: &Value) -> &str {
     text_at(doc, "/metadata/namespace")
 }
 
@@ -1653,7 +1820,7 @@ fn skips(doc: &Value) -> Vec<(String, String)> {
 }
 
 /// A declared container port, by number or by name.
-fn container_port(container: &Value, port: &Value) -> Option<u64> {
+pub fn container_port(container: &Value, port: &Value) -> Option<u64> {
     let ports = array(container, "/ports");
     match port {
         Value::String(name) => ports.iter().find(|p| text_at(p, "/name") == name),
@@ -1686,7 +1853,7 @@ fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool
 }
 
 /// A Kubernetes quantity, in cores or bytes.
-fn quantity(value: &Value, resource: &str) -> Option<f64> {
+pub fn quantity(value: &Value, resource: &str) -> Option<f64> {
     let text = value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_owned);

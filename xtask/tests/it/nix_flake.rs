@@ -84,7 +84,7 @@ const SYSTEMS: [&str; 4] = [
 
 /// What the dev shell must hold besides the Rust toolchain: nixpkgs attribute names
 /// (`prometheus.cli` is the output with promtool).
-const TOOLS: [&str; 15] = [
+const TOOLS: [&str; 16] = [
     "cargo-nextest",
     "cargo-zigbuild",
     "zig",
@@ -95,6 +95,7 @@ const TOOLS: [&str; 15] = [
     "docker-client",
     "prometheus",
     "prometheus.cli",
+    "prometheus-alertmanager",
     "grafana",
     "opentelemetry-collector-contrib",
     "jq",
@@ -105,6 +106,19 @@ const TOOLS: [&str; 15] = [
 fn read(name: &str) -> String {
     let path = workspace_root().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The Jaeger image the cluster runs (`image:` in manifests/base/monitoring/jaeger.yaml).
+fn cluster_jaeger_image() -> String {
+    let manifest = read("manifests/base/monitoring/jaeger.yaml");
+    let images: Vec<&str> = manifest
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("image: "))
+        .collect();
+    match images.as_slice() {
+        [image] if image.starts_with("jaegertracing/") => (*image).to_owned(),
+        other => panic!("expected one jaegertracing image in jaeger.yaml: {other:?}"),
+    }
 }
 
 fn lock() -> Value {
@@ -458,6 +472,15 @@ fn dev_shell_evaluates_on_every_system_with_every_tool() {
         for next in ["cargo xtask local", "cargo xtask up", "tilt up"] {
             assert!(hook.contains(next), "{system}: shellHook names {next}");
         }
+        assert!(hook.contains("Alertmanager"), "{system}: {hook}");
+        // The truth about Jaeger: not in this nixpkgs, so from PATH or Docker, with the
+        // cluster's image.
+        let jaeger = format!(
+            "nixpkgs 25.11 has no Jaeger: cargo xtask local uses a jaeger on PATH, else runs \
+             {} in Docker when a Docker engine answers, else says how to get it",
+            cluster_jaeger_image()
+        );
+        assert!(hook.contains(&jaeger), "{system}: {hook}");
     }
 }
 
@@ -476,12 +499,9 @@ fn dev_shell_takes_jaeger_when_nixpkgs_has_it() {
             names(&shell["packages"]).contains(&"jaeger"),
             "{system}: {shell}"
         );
-        assert!(
-            shell["shellHook"]
-                .as_str()
-                .expect("hook")
-                .contains("Jaeger")
-        );
+        let hook = shell["shellHook"].as_str().expect("hook");
+        assert!(hook.contains(", Jaeger"), "{system}: {hook}");
+        assert!(!hook.contains("has no Jaeger"), "{system}: {hook}");
     }
 }
 

@@ -96,9 +96,13 @@ pub fn succeeded(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A running `cargo xtask local`, stopped when dropped: a test that fails midway must not
+/// leave the mesh holding the fixed ports for every test after it.
+pub struct LocalRun(Option<Child>);
+
 /// Starts `cargo xtask local ARGS` and returns once it says the mesh is up. Hold
 /// [`serial`] first: the mesh takes fixed ports.
-pub fn start_local(args: &[&str]) -> Child {
+pub fn start_local(args: &[&str]) -> LocalRun {
     let mut local = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("local")
         .args(args)
@@ -115,19 +119,33 @@ pub fn start_local(args: &[&str]) -> Child {
             }
         }
     });
+    let run = LocalRun(Some(local));
     // Generous: the first run may build mock-service.
-    if up_rx.recv_timeout(Duration::from_secs(300)).is_err() {
-        let _ = local.kill();
-        panic!("`cargo xtask local {}` did not come up", args.join(" "));
-    }
-    local
+    assert!(
+        up_rx.recv_timeout(Duration::from_secs(300)).is_ok(),
+        "`cargo xtask local {}` did not come up",
+        args.join(" ")
+    );
+    run
 }
 
-/// `cargo xtask local --stop`, then waits for the `cargo xtask local` it stops.
-pub fn stop_local(mut local: Child) {
+/// `cargo xtask local --stop`, then waits for the `cargo xtask local` it stops, which
+/// must succeed.
+pub fn stop_local(mut run: LocalRun) {
+    let mut local = run.0.take().expect("running");
     succeeded(&xtask(&["local", "--stop"]));
     let status = local.wait().expect("xtask local exits");
     assert!(status.success(), "xtask local: {status}");
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        if let Some(mut local) = self.0.take() {
+            let _ = xtask(&["local", "--stop"]);
+            let _ = local.kill();
+            let _ = local.wait();
+        }
+    }
 }
 
 /// One span a [`TraceReceiver`] got.

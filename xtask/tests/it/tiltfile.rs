@@ -27,7 +27,13 @@ const SERVICES: [&str; 7] = [
     "payment-service",
     "notification-service",
 ];
-const OBSERVABILITY: [&str; 4] = ["prometheus", "grafana", "otel-collector", "jaeger"];
+const OBSERVABILITY: [&str; 5] = [
+    "prometheus",
+    "alertmanager",
+    "grafana",
+    "otel-collector",
+    "jaeger",
+];
 const BINARY_RESOURCE: &str = "mock-service-binary";
 
 // ---------------------------------------------------------------------------------------
@@ -47,7 +53,13 @@ thread_local! {
     /// `Evaluator::extra`: deriving `ProvidesStaticType` implements an unsafe trait, and
     /// the workspace forbids unsafe code.)
     static RECORDED: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+    /// What `k8s_context()` answers during the evaluation on this thread: the current
+    /// kubectl context, or the one `tilt up --context NAME` names.
+    static K8S_CONTEXT: RefCell<String> = const { RefCell::new(String::new()) };
 }
+
+/// The project's kind cluster, the only context the Tiltfile accepts.
+const CONTEXT: &str = "kind-monitoring-demo";
 
 /// The types Tilt's documentation gives its parameters, as far as the stubs check them.
 #[derive(Debug, Clone, Copy)]
@@ -124,12 +136,18 @@ fn record<'v>(
 /// order (Tilt accepts each of them positionally or by name, as these do).
 #[starlark_module]
 fn tilt_builtins(builder: &mut GlobalsBuilder) {
-    fn allow_k8s_contexts<'v>(contexts: Value<'v>) -> anyhow::Result<NoneType> {
-        record(
-            "allow_k8s_contexts",
-            &[("contexts", Ty::StrOrList, Some(contexts))],
-        )?;
-        Ok(NoneType)
+    /// `k8s_context() -> str`: the name of the Kubernetes context Tilt deploys to.
+    fn k8s_context() -> anyhow::Result<String> {
+        Ok(K8S_CONTEXT.with_borrow(Clone::clone))
+    }
+
+    /// `fail(msg: str)`: stops the Tiltfile's evaluation with `msg`; Tilt registers
+    /// nothing then and shows the message.
+    fn fail<'v>(msg: Value<'v>) -> anyhow::Result<NoneType> {
+        let Some(msg) = msg.unpack_str() else {
+            anyhow::bail!("fail: argument `msg` must be Str, got {}", msg.get_type());
+        };
+        Err(anyhow::anyhow!("fail: {msg}"))
     }
 
     fn update_settings<'v>(
@@ -360,26 +378,35 @@ fn tilt_constants(builder: &mut GlobalsBuilder) {
     }
 }
 
-/// Evaluates Tiltfile text as Tilt would (top-level `for`/`if` allowed) and returns the
-/// builtin calls it made, or the evaluation error.
-fn evaluate(filename: &str, text: &str) -> Result<Vec<Call>, String> {
+/// Evaluates Tiltfile text as Tilt would (top-level `for`/`if` allowed), with `context`
+/// as the Kubernetes context: the builtin calls it made (up to an error), and the error.
+fn evaluate_in(context: &str, text: &str) -> (Vec<Call>, Result<(), String>) {
     let dialect = Dialect {
         enable_top_level_stmt: true,
         ..Dialect::Standard
     };
-    let ast = AstModule::parse(filename, text.to_owned(), &dialect).map_err(|e| format!("{e}"))?;
+    let ast = match AstModule::parse("Tiltfile", text.to_owned(), &dialect) {
+        Ok(ast) => ast,
+        Err(e) => return (Vec::new(), Err(format!("{e}"))),
+    };
     let globals = GlobalsBuilder::standard()
         .with(tilt_builtins)
         .with(tilt_constants)
         .build();
     RECORDED.with_borrow_mut(Vec::clear);
+    K8S_CONTEXT.set(context.to_owned());
     let result = Module::with_temp_heap(|module| {
         let mut eval = Evaluator::new(&module);
         eval.eval_module(ast, &globals)
             .map(drop)
             .map_err(|e| format!("{e}"))
     });
-    let calls = RECORDED.with_borrow_mut(std::mem::take);
+    (RECORDED.with_borrow_mut(std::mem::take), result)
+}
+
+/// The calls of Tiltfile text evaluated against the project's cluster, or the error.
+fn evaluate(text: &str) -> Result<Vec<Call>, String> {
+    let (calls, result) = evaluate_in(CONTEXT, text);
     result.map(|()| calls)
 }
 
@@ -397,7 +424,7 @@ struct Plan(Vec<Call>);
 
 impl Plan {
     fn load() -> Self {
-        match evaluate("Tiltfile", &tiltfile_text()) {
+        match evaluate(&tiltfile_text()) {
             Ok(calls) => Self(calls),
             Err(e) => panic!("the Tiltfile does not evaluate:\n{e}"),
         }
@@ -506,10 +533,36 @@ fn is_manual(args: &Map<String, Json>) -> bool {
 }
 
 #[test]
-fn tilt_may_only_deploy_to_the_kind_cluster() {
-    let plan = Plan::load();
-    let call = plan.only_call("allow_k8s_contexts");
-    assert_eq!(strings(call, "contexts"), ["kind-monitoring-demo"]);
+fn tilt_deploys_to_the_kind_cluster() {
+    let (calls, result) = evaluate_in(CONTEXT, &tiltfile_text());
+    assert_eq!(result, Ok(()), "with the context {CONTEXT}");
+    assert!(
+        calls.iter().any(|call| call.builtin == "k8s_yaml"),
+        "with the context {CONTEXT} the manifests are registered: {calls:?}"
+    );
+}
+
+/// Every other context, the local ones Tilt would accept by itself included, stops the
+/// Tiltfile before it registers anything, with one sentence saying what to run instead.
+#[test]
+fn tilt_refuses_any_other_context_and_says_what_to_run() {
+    for other in ["kind-kind", "docker-desktop", "minikube", "prod-eu"] {
+        let (calls, result) = evaluate_in(other, &tiltfile_text());
+        let error = result.expect_err(other);
+        let sentence = format!(
+            "Tilt deploys only to kind-monitoring-demo, and the current context is {other}: \
+             run `cargo xtask cluster up` (it makes kind-monitoring-demo current), \
+             or `tilt up --context kind-monitoring-demo`."
+        );
+        assert!(
+            error.contains(&format!("fail: {sentence}")),
+            "{other}: {error}"
+        );
+        assert!(
+            calls.is_empty(),
+            "{other}: registered before failing: {calls:?}"
+        );
+    }
 }
 
 #[test]
@@ -626,6 +679,7 @@ fn the_uis_are_linked() {
     for (resource, url) in [
         ("gateway-service", "http://localhost:30080"),
         ("prometheus", "http://localhost:9090"),
+        ("alertmanager", "http://localhost:9093"),
         ("grafana", "http://localhost:3000"),
         ("jaeger", "http://localhost:16686"),
     ] {
@@ -656,6 +710,7 @@ fn config_files_outside_the_overlay_are_watched() {
         "grafana/provisioning",
         "prometheus/rules",
         "prometheus/prometheus-kubernetes.yml",
+        "prometheus/alertmanager.yml",
         "otel",
     ] {
         assert!(watched.contains(path), "{path} is not watched: {watched:?}");
@@ -710,6 +765,65 @@ fn resource_dependencies_name_resources_and_manual_ones_stay_manual() {
     );
 }
 
+/// A button's command line, parsed by xtask's own argument definitions.
+fn parses_as_xtask(cmd: &str) -> Result<xtask::Cli, clap::Error> {
+    let args = cmd
+        .strip_prefix("cargo xtask ")
+        .unwrap_or_else(|| panic!("`{cmd}` is not a cargo xtask command"));
+    <xtask::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("xtask").chain(args.split_whitespace()),
+    )
+}
+
+/// Next to `smoke` and `traffic`: a button per scenario of `cargo xtask scenario` and one
+/// that clears every fault, all acting on the cluster, manual, and waiting for the mesh.
+#[test]
+fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic() {
+    use clap::ValueEnum as _;
+    let plan = Plan::load();
+    let smoke_labels = strings(plan.local_resource("smoke"), "labels");
+    assert_eq!(
+        smoke_labels,
+        strings(plan.local_resource("traffic"), "labels")
+    );
+    let mut buttons: Vec<(String, String)> = xtask::traffic::Scenario::value_variants()
+        .iter()
+        .map(|scenario| {
+            let name = scenario
+                .to_possible_value()
+                .expect("a named scenario")
+                .get_name()
+                .to_owned();
+            (
+                format!("scenario-{name}"),
+                format!("cargo xtask scenario {name} --cluster"),
+            )
+        })
+        .collect();
+    assert_eq!(buttons.len(), 4, "the guide's four scenarios: {buttons:?}");
+    buttons.push((
+        "clear-faults".to_owned(),
+        "cargo xtask chaos all --clear --cluster".to_owned(),
+    ));
+    buttons.extend(["smoke", "traffic"].map(|name| {
+        let cmd = str_of(plan.local_resource(name), "cmd");
+        (name.to_owned(), cmd)
+    }));
+    for (name, cmd) in buttons {
+        let button = plan.local_resource(&name);
+        assert_eq!(str_of(button, "cmd"), cmd, "{name}");
+        if let Err(error) = parses_as_xtask(&cmd) {
+            panic!("{name}: `{cmd}` is no valid xtask command line:\n{error}");
+        }
+        assert!(is_manual(button), "{name} should be TRIGGER_MODE_MANUAL");
+        assert_eq!(button.get("auto_init"), Some(&Json::Bool(false)), "{name}");
+        assert_eq!(strings(button, "labels"), smoke_labels, "{name}");
+        assert_eq!(strings(button, "resource_deps"), SERVICES, "{name}");
+    }
+    // The check itself can fail: a misspelt scenario is no xtask command line.
+    assert!(parses_as_xtask("cargo xtask scenario spikes --cluster").is_err());
+}
+
 // ---------------------------------------------------------------------------------------
 // The stubs are strict: a mistake Tilt would reject fails here too
 // ---------------------------------------------------------------------------------------
@@ -726,7 +840,7 @@ fn tiltfile_with(from: &str, to: &str) -> String {
 }
 
 fn evaluation_error(text: &str) -> String {
-    match evaluate("Tiltfile", text) {
+    match evaluate(text) {
         Ok(calls) => panic!("evaluation should fail, but it made {} calls", calls.len()),
         Err(e) => e,
     }
@@ -734,7 +848,7 @@ fn evaluation_error(text: &str) -> String {
 
 #[test]
 fn the_unmodified_tiltfile_evaluates() {
-    let calls = evaluate("Tiltfile", &tiltfile_text()).expect("the Tiltfile evaluates");
+    let calls = evaluate(&tiltfile_text()).expect("the Tiltfile evaluates");
     assert!(!calls.is_empty());
 }
 

@@ -2,7 +2,7 @@
 # each a trivial derivation named like its attribute, and a mkShell that returns a real
 # derivation recording what it was given. Any other attribute is missing, so a misspelt
 # package in flake.nix fails evaluation here instead of on a developer's machine.
-# Used by xtask/tests/nix_flake.rs (`--override-input nixpkgs path:...`). A new tool in
+# Used by xtask/tests/it/nix_flake.rs (`--override-input nixpkgs path:...`). A new tool in
 # the dev shell goes in `names` too, once its attribute is checked in the pinned nixpkgs.
 { system, overlays ? [ ], config ? { } }:
 let
@@ -19,6 +19,7 @@ let
     "nixpkgs-fmt"
     "oha"
     "opentelemetry-collector-contrib"
+    "prometheus-alertmanager"
     "tilt"
     "wrk"
     "zig"
