@@ -294,6 +294,16 @@ mod tests {
         test_support::{samples, value},
     };
 
+    /// Each family is declared with its `# TYPE` line, under exactly that name.
+    fn assert_types(text: &str, families: &[(&str, &str)]) {
+        for (name, kind) in families {
+            assert!(
+                text.contains(&format!("\n# TYPE {name} {kind}\n")),
+                "{name} {kind}: {text}"
+            );
+        }
+    }
+
     #[test]
     fn names_types_and_labels_are_the_guides_in_the_text_format() {
         let metrics = Metrics::new("user-service", ExemplarFilter::TraceBased, |_| {});
@@ -312,17 +322,15 @@ mod tests {
             &SpanContext::empty_context(),
         );
         let text = metrics.render(Format::Prometheus).expect("render");
-        for (name, kind) in [
-            ("http_requests_total", "counter"),
-            ("http_request_duration_seconds", "histogram"),
-            ("downstream_requests_total", "counter"),
-            ("downstream_request_duration_seconds", "histogram"),
-        ] {
-            assert!(
-                text.contains(&format!("\n# TYPE {name} {kind}\n")),
-                "{name}: {text}"
-            );
-        }
+        assert_types(
+            &text,
+            &[
+                ("http_requests_total", "counter"),
+                ("http_request_duration_seconds", "histogram"),
+                ("downstream_requests_total", "counter"),
+                ("downstream_request_duration_seconds", "histogram"),
+            ],
+        );
         let user = ("service_name", "user-service");
         let request = [("method", "GET"), ("endpoint", "unmatched"), user];
         let labelled = |extra: (&'static str, &'static str)| {
@@ -396,7 +404,7 @@ mod tests {
             .render(Format::Prometheus)
             .expect("render");
         let user = [("service_name", "user-service")];
-        for (name, kind) in [
+        let families = [
             ("process_cpu_seconds_total", "counter"),
             ("process_open_fds", "gauge"),
             ("process_max_fds", "gauge"),
@@ -404,11 +412,9 @@ mod tests {
             ("process_resident_memory_bytes", "gauge"),
             ("process_start_time_seconds", "gauge"),
             ("process_threads", "gauge"),
-        ] {
-            assert!(
-                text.contains(&format!("\n# TYPE {name} {kind}\n")),
-                "{name}: {text}"
-            );
+        ];
+        assert_types(&text, &families);
+        for (name, _) in families {
             assert!(value(&text, name, &user).is_some(), "{name}: {text}");
         }
         let resident = value(&text, "process_resident_memory_bytes", &user).expect("rss");
