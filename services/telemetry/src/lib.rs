@@ -33,7 +33,9 @@
 //! id of the trace the request joined or started: `curl -i` shows it, and it is the id
 //! that Jaeger searches for and that every log line of the request carries in
 //! `trace_id`. There is none when tracing is off (`OTEL_SDK_DISABLED=true`) or on routes
-//! given to [`HttpObserver::without_spans_for`].
+//! given to [`HttpObserver::without_spans_for`]. A trace that the sampler did not keep
+//! (`OTEL_TRACES_SAMPLER`) still has its id in the header and the logs, but not in Jaeger
+//! nor in an exemplar.
 //!
 //! Wiring it into a service:
 //!
