@@ -14,15 +14,15 @@ use anyhow::Context as _;
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State, rejection::BytesRejection},
-    http::{StatusCode, Uri, header},
+    http::{HeaderMap, StatusCode, Uri},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use bytes::Bytes;
-use prometheus::{IntCounterVec, Opts};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde_json::{Value, json};
-use telemetry::{DownstreamClient, DownstreamError, Metrics};
+use telemetry::{DownstreamClient, DownstreamError, ExemplarFilter, HttpObserver, Metrics};
 
 use crate::{
     endpoints,
@@ -50,7 +50,6 @@ struct Inner {
     action: RouteBehaviour,
     downstream: DownstreamClient,
     metrics: Metrics,
-    business_events: IntCounterVec,
     faults: Faults,
     ready: AtomicBool,
 }
@@ -58,9 +57,19 @@ struct Inner {
 /// What a route does, from the topology, with every URL worked out once at start-up.
 struct RouteBehaviour {
     work_ms: Option<std::ops::RangeInclusive<u64>>,
-    event: Option<String>,
+    event: Option<BusinessEvent>,
     calls: Vec<PlannedCall>,
 }
+
+/// A route's business event and its two series of `business_events_total`, looked up
+/// once here rather than on every request.
+struct BusinessEvent {
+    name: String,
+    success: Counter,
+    failure: Counter,
+}
+
+type BusinessEvents = Family<[(&'static str, String); 2], Counter>;
 
 struct PlannedCall {
     to: String,
@@ -71,51 +80,32 @@ struct PlannedCall {
 }
 
 impl AppState {
-    /// `dependency_urls` maps each service that `service` calls to its base URL.
+    /// `dependency_urls` maps each service that `service` calls to its base URL;
+    /// `exemplars` says which latency observations carry trace ids.
     pub fn new(
         service: &Service,
         dependency_urls: &HashMap<String, String>,
         downstream_timeout: Duration,
+        exemplars: ExemplarFilter,
     ) -> anyhow::Result<AppState> {
-        let metrics = Metrics::new(&service.name)?;
-        let business_events = IntCounterVec::new(
-            Opts::new(
-                "business_events_total",
-                "Business events, by type and outcome.",
-            ),
-            &["event_type", "status"],
-        )?;
-        metrics
-            .registry()
-            .register(Box::new(business_events.clone()))?;
-        let injections = IntCounterVec::new(
-            Opts::new(
-                "fault_injections_total",
-                "Faults injected through the admin API, by kind.",
-            ),
-            &["kind"],
-        )?;
-        metrics.registry().register(Box::new(injections.clone()))?;
-        for kind in ["latency", "error", "unreachable"] {
-            injections.with_label_values(&[kind]);
-        }
         let dependencies = service
             .dependencies()
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let faults = Faults::new(injections, dependencies);
+        let faults = Faults::new(dependencies);
+        let business_events = BusinessEvents::default();
+        let metrics = Metrics::new(&service.name, exemplars, |registry| {
+            registry.register(
+                "business_events",
+                "Business events, by type and outcome",
+                business_events.clone(),
+            );
+            faults.register_metrics(registry);
+        });
         let downstream = DownstreamClient::new(metrics.downstream.clone(), downstream_timeout)?;
         for dependency in service.dependencies() {
             metrics.downstream.declare(dependency);
-        }
-        for event in Route::ALL
-            .iter()
-            .filter_map(|route| service.plan(*route).event.as_deref())
-        {
-            for status in ["success", "failure"] {
-                business_events.with_label_values(&[event, status]);
-            }
         }
 
         let behaviour = |route: Route| -> anyhow::Result<RouteBehaviour> {
@@ -124,6 +114,20 @@ impl AppState {
                 event,
                 calls,
             } = service.plan(route).clone();
+            // Both outcomes' series exist (at zero) from the start.
+            let event = event.map(|name| {
+                let series = |status: &str| {
+                    business_events.get_or_create_owned(&[
+                        ("event_type", name.clone()),
+                        ("status", status.to_owned()),
+                    ])
+                };
+                BusinessEvent {
+                    success: series("success"),
+                    failure: series("failure"),
+                    name,
+                }
+            });
             let calls = calls
                 .iter()
                 .map(|call| {
@@ -155,7 +159,6 @@ impl AppState {
             action: behaviour(Route::Action)?,
             downstream,
             metrics,
-            business_events,
             faults,
             ready: AtomicBool::new(true),
         })))
@@ -197,8 +200,11 @@ pub fn app(state: AppState) -> Router {
             state.0.faults.clone(),
             faults::inject,
         ))
+        // Probes and scrapes are counted, never traced: they would bury the traces of
+        // the application's routes.
         .layer(middleware::from_fn_with_state(
-            state.0.metrics.http.clone(),
+            HttpObserver::new(state.0.metrics.http.clone())
+                .without_spans_for(&endpoints::OPERATIONAL),
             telemetry::observe_http,
         ))
         .with_state(state)
@@ -217,18 +223,15 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let content_type = [(
-        header::CONTENT_TYPE,
-        "text/plain; version=0.0.4; charset=utf-8",
-    )];
-    (content_type, state.0.metrics.render()).into_response()
+/// OpenMetrics with exemplars for Prometheus, the text format for a plain `curl`.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    state.0.metrics.scrape_response(&headers)
 }
 
 async fn data(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let inner = &state.0;
     let called = perform(inner, Route::Data).await?;
-    count_event(inner, &inner.data, "success");
+    count_event(&inner.data, true);
     Ok(Json(json!({
         "service": inner.name,
         "data": { "id": fastrand::u32(1..100_000), "value": fastrand::f64() },
@@ -250,16 +253,16 @@ async fn action(
     let inner = &state.0;
     match perform(inner, Route::Action).await {
         Ok(called) => {
-            count_event(inner, &inner.action, "success");
+            count_event(&inner.action, true);
             Ok(Json(json!({
                 "service": inner.name,
                 "status": "processed",
-                "event": inner.action.event,
+                "event": inner.action.event.as_ref().map(|event| &event.name),
                 "downstream": called,
             })))
         }
         Err(error) => {
-            count_event(inner, &inner.action, "failure");
+            count_event(&inner.action, false);
             Err(error)
         }
     }
@@ -335,12 +338,13 @@ async fn perform(inner: &Inner, route_name: Route) -> Result<Vec<&str>, AppError
     Ok(called)
 }
 
-fn count_event(inner: &Inner, route: &RouteBehaviour, status: &str) {
+fn count_event(route: &RouteBehaviour, succeeded: bool) {
     if let Some(event) = &route.event {
-        inner
-            .business_events
-            .with_label_values(&[event.as_str(), status])
-            .inc();
+        if succeeded {
+            event.success.inc();
+        } else {
+            event.failure.inc();
+        }
     }
 }
 

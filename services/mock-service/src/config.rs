@@ -5,6 +5,8 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use anyhow::{Context as _, bail};
 
+use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter};
+
 use crate::{server::ShutdownTiming, topology::Topology};
 
 pub const USAGE: &str = "\
@@ -27,6 +29,13 @@ Environment:
   RUST_LOG                 log filter (default info); logs are JSON lines on stdout
   OTEL_EXPORTER_OTLP_ENDPOINT  where spans go over OTLP/gRPC (default http://localhost:4317)
   OTEL_SDK_DISABLED        true turns span export off
+  OTEL_METRICS_EXEMPLAR_FILTER  trace_based (default): a latency observation made in a
+                           sampled span carries its trace_id and span_id as an exemplar
+                           (OpenMetrics scrapes only); always_off: no exemplars
+
+Every traced response (not /health, /ready, /metrics) carries `x-trace-id: <trace id>`.
+GET /metrics answers OpenMetrics 1.0.0 (with exemplars) to an Accept that asks for
+application/openmetrics-text, as Prometheus does, else the Prometheus text format 0.0.4.
 
 Endpoints: GET /health, /ready, /metrics, /api/data, /api/slow, /api/error; POST /api/action
 ";
@@ -45,6 +54,7 @@ pub struct Config {
     pub dependency_urls: HashMap<String, String>,
     pub downstream_timeout: Duration,
     pub shutdown: ShutdownTiming,
+    pub exemplars: ExemplarFilter,
 }
 
 impl Config {
@@ -102,6 +112,7 @@ impl Config {
                 delay: Duration::from_millis(parse_var(&env, "SHUTDOWN_DELAY_MS", 0)?),
                 drain: Duration::from_secs(parse_var(&env, "SHUTDOWN_DRAIN_SECONDS", 10)?),
             },
+            exemplars: parse_var(&env, EXEMPLAR_FILTER_VARIABLE, ExemplarFilter::default())?,
             service_name,
             topology,
             dependency_urls,
@@ -185,6 +196,27 @@ mod tests {
         let error =
             config(&[("SERVICE_NAME", "user-service"), ("PORT", "eighty")]).expect_err("must fail");
         assert!(format!("{error:#}").contains("PORT=eighty"), "{error:#}");
+    }
+
+    #[test]
+    fn the_exemplar_filter_is_the_sdks_and_a_bad_one_names_the_variable_and_the_choices() {
+        let user = ("SERVICE_NAME", "user-service");
+        assert_eq!(
+            config(&[user]).expect("valid").exemplars,
+            ExemplarFilter::TraceBased
+        );
+        let off = config(&[user, ("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")]).expect("valid");
+        assert_eq!(off.exemplars, ExemplarFilter::AlwaysOff);
+        let error =
+            config(&[user, ("OTEL_METRICS_EXEMPLAR_FILTER", "sometimes")]).expect_err("must fail");
+        let message = format!("{error:#}");
+        for part in [
+            "OTEL_METRICS_EXEMPLAR_FILTER=sometimes",
+            "trace_based",
+            "always_off",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
     }
 
     #[test]

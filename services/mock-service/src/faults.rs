@@ -3,6 +3,7 @@
 //! through the admin API (`admin_app`), served on a port that no Service exposes.
 
 use std::{
+    fmt,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -16,7 +17,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use prometheus::IntCounterVec;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::ConstGauge},
+    registry::Registry,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
@@ -149,24 +155,77 @@ impl FaultSpec {
     }
 }
 
+/// The kinds of fault, as the `kind` label of the fault metrics names them.
+#[derive(Clone, Copy, Debug)]
+enum FaultKind {
+    Latency,
+    Error,
+    Unreachable,
+}
+
+impl FaultKind {
+    const ALL: [FaultKind; 3] = [FaultKind::Latency, FaultKind::Error, FaultKind::Unreachable];
+
+    fn label(self) -> [(&'static str, &'static str); 1] {
+        [(
+            "kind",
+            match self {
+                FaultKind::Latency => "latency",
+                FaultKind::Error => "error",
+                FaultKind::Unreachable => "unreachable",
+            },
+        )]
+    }
+
+    fn in_force(self, spec: &FaultSpec) -> bool {
+        match self {
+            FaultKind::Latency => spec.latency_ms.is_some(),
+            FaultKind::Error => spec.error_rate.is_some(),
+            FaultKind::Unreachable => spec.unreachable.is_some(),
+        }
+    }
+}
+
 /// A fault in force, and when it ends (never, if `None`).
 type ActiveFault = (FaultSpec, Option<Instant>);
 
 /// The service's current fault, if any; shared by the admin API and the request path.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Faults {
     active: Arc<RwLock<Option<ActiveFault>>>,
-    injections: IntCounterVec,
+    /// `fault_injections_total{kind}`: each request a fault changed.
+    injections: Family<[(&'static str, &'static str); 1], Counter>,
     dependencies: Arc<Vec<String>>,
 }
 
 impl Faults {
-    pub fn new(injections: IntCounterVec, dependencies: Vec<String>) -> Faults {
+    /// `dependencies` are the services this one calls: the only ones a fault may make
+    /// unreachable.
+    pub fn new(dependencies: Vec<String>) -> Faults {
+        let injections = Family::default();
+        // Every kind at zero from the start, so that `rate()` over them is 0, not empty.
+        for kind in FaultKind::ALL {
+            injections.get_or_create_owned(&kind.label());
+        }
         Faults {
             active: Arc::default(),
             injections,
             dependencies: Arc::new(dependencies),
         }
+    }
+
+    /// Adds `fault_injections_total{kind}` and `fault_active{kind}` to `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "fault_injections",
+            "Faults injected through the admin API, by kind",
+            self.injections.clone(),
+        );
+        registry.register_collector(Box::new(ActiveFaults(self.clone())));
+    }
+
+    fn count(&self, kind: FaultKind) {
+        self.injections.get_or_create(&kind.label()).inc();
     }
 
     /// The fault in force, and how long it has left; an expired fault is gone.
@@ -212,7 +271,7 @@ impl Faults {
             spec.applies_to(route) && spec.unreachable.as_deref() == Some(dependency)
         });
         if hit {
-            self.injections.with_label_values(&["unreachable"]).inc();
+            self.count(FaultKind::Unreachable);
             tracing::warn!(
                 fault.kind = "unreachable",
                 dependency,
@@ -220,6 +279,31 @@ impl Faults {
             );
         }
         hit
+    }
+}
+
+/// `fault_active{kind}`: 1 for each kind of the fault in force, 0 for the others, all
+/// three series always present. Read from the fault itself at each scrape, so a fault
+/// that expired (faults expire lazily, on their next read) already reads 0: dashboards
+/// annotate faults from this series, for exactly as long as they were in force.
+#[derive(Debug)]
+struct ActiveFaults(Faults);
+
+impl Collector for ActiveFaults {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let current = self.0.current().map(|(spec, _)| spec);
+        let mut family = encoder.encode_descriptor(
+            "fault_active",
+            "1 for each kind of fault (latency, error, unreachable) in force in this service, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for kind in FaultKind::ALL {
+            let in_force = current.as_ref().is_some_and(|spec| kind.in_force(spec));
+            let label = kind.label();
+            ConstGauge::new(i64::from(in_force)).encode(family.encode_family(&label)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -240,7 +324,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     }
     if let Some(latency) = spec.latency_ms {
         let delay = latency.pick();
-        faults.injections.with_label_values(&["latency"]).inc();
+        faults.count(FaultKind::Latency);
         tracing::warn!(
             fault.kind = "latency",
             delay_ms = delay.as_millis() as u64,
@@ -253,7 +337,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     {
         let status = StatusCode::from_u16(spec.error_status.unwrap_or(500))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        faults.injections.with_label_values(&["error"]).inc();
+        faults.count(FaultKind::Error);
         tracing::warn!(
             fault.kind = "error",
             status = status.as_u16(),

@@ -36,7 +36,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .topology
         .service(&config.service_name)
         .context("the service vanished from the topology")?;
-    let state = AppState::new(service, &config.dependency_urls, config.downstream_timeout)?;
+    let state = AppState::new(
+        service,
+        &config.dependency_urls,
+        config.downstream_timeout,
+        config.exemplars,
+    )?;
 
     let address = SocketAddr::new(config.host, config.port);
     let listener = TcpListener::bind(address).await.with_context(|| {

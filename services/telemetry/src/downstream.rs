@@ -7,20 +7,21 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use opentelemetry::global;
+use opentelemetry::{Context, global, trace::TraceContextExt as _};
 use opentelemetry_http::HeaderInjector;
 use tokio::time::Instant;
 use tracing::{Instrument as _, field::Empty as EmptyField};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::DownstreamMetrics;
+use crate::{DownstreamMetrics, metrics::CallStatus};
 
 /// An HTTP client for calls to other services of the mesh.
 ///
 /// Every call is a `client` span (child of the current span) whose context travels in a
 /// W3C `traceparent` header, has an overall timeout, and is counted in
 /// `downstream_requests_total{service,status}` and timed in
-/// `downstream_request_duration_seconds{service}`. Connections are pooled and reused.
+/// `downstream_request_duration_seconds{service}`, with the client span's ids as the
+/// observation's exemplar. Connections are pooled and reused.
 ///
 /// Built on hyper-util's pooled client, the engine inside reqwest, without reqwest's
 /// layers: reqwest 0.13 re-parses every response's URL (its redirect support), and
@@ -92,37 +93,41 @@ impl DownstreamClient {
             otel.status_code = EmptyField,
             error.type = EmptyField,
         );
+        // The client span's context, read once: its `traceparent` goes to the dependency,
+        // and its ids become the latency observation's exemplar.
+        let context = span.context();
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.send(method, uri))
+        let result = tokio::time::timeout(self.timeout, self.send(method, uri, &context))
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
 
-        let (status_label, outcome) = match result {
+        let (status, outcome) = match result {
             Ok(Ok((status, body))) if status.is_success() => {
                 span.record("http.response.status_code", status.as_u16());
                 (
-                    status.as_str().to_owned(),
+                    CallStatus::Answered(status.as_u16()),
                     Ok(DownstreamResponse { status, body }),
                 )
             }
             Ok(Ok((status, _))) => {
                 span.record("http.response.status_code", status.as_u16());
                 (
-                    status.as_str().to_owned(),
+                    CallStatus::Answered(status.as_u16()),
                     Err(DownstreamErrorKind::Status(status)),
                 )
             }
             Err(_elapsed) => (
-                "error".to_owned(),
+                CallStatus::Failed,
                 Err(DownstreamErrorKind::Timeout(self.timeout)),
             ),
             Ok(Err(error)) => (
-                "error".to_owned(),
+                CallStatus::Failed,
                 Err(DownstreamErrorKind::Unreachable(root_cause(&*error))),
             ),
         };
-        self.metrics.observe(service, &status_label, elapsed);
+        self.metrics
+            .observe(service, status, elapsed, context.span().span_context());
 
         outcome.map_err(|kind| {
             let error = DownstreamError { service: service.to_owned(), kind };
@@ -137,14 +142,14 @@ impl DownstreamClient {
         &self,
         method: Method,
         uri: &Uri,
+        context: &Context,
     ) -> Result<(http::StatusCode, Bytes), Box<dyn std::error::Error + Send + Sync>> {
         let mut request = Request::builder()
             .method(method)
             .uri(uri.clone())
             .body(Empty::new())?;
-        let context = tracing::Span::current().context();
         global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&context, &mut HeaderInjector(request.headers_mut()));
+            propagator.inject_context(context, &mut HeaderInjector(request.headers_mut()));
         });
         let response = self.http.request(request).await?;
         let status = response.status();
@@ -196,4 +201,61 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, routing::get};
+    use tracing::Instrument as _;
+
+    use super::*;
+    use crate::{
+        ExemplarFilter, Format, Metrics,
+        test_support::{samples, traced, value},
+    };
+
+    #[tokio::test]
+    async fn a_calls_latency_carries_its_client_spans_ids() {
+        let _tracing = traced();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let uri: Uri = format!("http://{}/hi", listener.local_addr().expect("address"))
+            .parse()
+            .expect("uri");
+        tokio::spawn(async move {
+            axum::serve(listener, Router::new().route("/hi", get(|| async { "hi" }))).await
+        });
+
+        let metrics = Metrics::new("caller", ExemplarFilter::TraceBased, |_| {});
+        let client = DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2))
+            .expect("client");
+        let parent = tracing::info_span!("handler");
+        let response = client
+            .call("callee", Method::GET, &uri)
+            .instrument(parent.clone())
+            .await
+            .expect("a 200");
+        assert_eq!(response.body, "hi");
+        let parent_ids = parent.context().span().span_context().clone();
+
+        let open = metrics.render(Format::OpenMetrics).expect("render");
+        let exemplars: Vec<_> = samples(&open)
+            .into_iter()
+            .filter(|s| s.name == "downstream_request_duration_seconds_bucket")
+            .filter_map(|s| s.exemplar)
+            .collect();
+        assert_eq!(exemplars.len(), 1, "{open}");
+        // The client span's: the handler's trace, a span of its own.
+        assert_eq!(exemplars[0]["trace_id"], parent_ids.trace_id().to_string());
+        assert_ne!(exemplars[0]["span_id"], parent_ids.span_id().to_string());
+        assert_eq!(
+            value(
+                &open,
+                "downstream_requests_total",
+                &[("service", "callee"), ("status", "200")]
+            ),
+            Some(1.0)
+        );
+    }
 }

@@ -1,12 +1,15 @@
-use std::time::Instant;
+use std::{
+    hash::{Hash, Hasher},
+    time::Instant,
+};
 
 use axum::{
     extract::{MatchedPath, Request, State},
     middleware::Next,
     response::Response,
 };
-use http::Method;
-use opentelemetry::global;
+use http::{HeaderName, HeaderValue, Method};
+use opentelemetry::{global, trace::TraceContextExt as _};
 use opentelemetry_http::HeaderExtractor;
 use tracing::{Instrument as _, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -17,32 +20,74 @@ use crate::HttpMetrics;
 /// value, so that scanning random URLs cannot create new series.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// The response header that names the request's trace: 32 lowercase hex digits, the
+/// trace id that Jaeger, the exemplars and every log line of the request carry.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// The state of [`observe_http`]: where it records, and which routes it does not trace.
+#[derive(Clone)]
+pub struct HttpObserver {
+    metrics: HttpMetrics,
+    untraced_routes: &'static [&'static str],
+}
+
+impl HttpObserver {
+    /// Traces every route and records into `metrics`.
+    pub fn new(metrics: HttpMetrics) -> Self {
+        Self {
+            metrics,
+            untraced_routes: &[],
+        }
+    }
+
+    /// No span for these route templates (e.g. `/health`, `/ready`, `/metrics`): probes
+    /// and scrapes, several a second, would bury the application's traces. They are still
+    /// counted and timed, and carry no `x-trace-id`.
+    pub fn without_spans_for(self, routes: &'static [&'static str]) -> Self {
+        Self {
+            untraced_routes: routes,
+            ..self
+        }
+    }
+}
+
 /// axum middleware: one server span and one metrics observation per request.
 ///
-/// Install it with `Router::layer(middleware::from_fn_with_state(metrics.http, observe_http))`
+/// Install it with
+/// `Router::layer(middleware::from_fn_with_state(HttpObserver::new(metrics.http), observe_http))`
 /// after adding the routes: axum then runs it inside routing, where [`MatchedPath`] (the
 /// route template, e.g. `/users/{id}`) is known.
 ///
 /// The span follows the OpenTelemetry HTTP server conventions: named `METHOD /route`,
 /// kind `server`, with `http.request.method`, `http.route`, `url.path` and
-/// `http.response.status_code`; a 5xx answer marks it as an error.
+/// `http.response.status_code`; a 5xx answer marks it as an error. The response carries
+/// the span's trace id in [`TRACE_ID_HEADER`] (`x-trace-id`) whenever there is a trace,
+/// i.e. when tracing is on and the route is traced; its latency observation carries the
+/// same ids as an exemplar (see [`crate::ExemplarFilter`]).
 pub async fn observe_http(
-    State(metrics): State<HttpMetrics>,
+    State(observer): State<HttpObserver>,
     request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    let endpoint = Endpoint::of(&request);
     let method = method_label(request.method());
+    let metrics = &observer.metrics;
+
+    if observer.untraced_routes.contains(&endpoint.as_str()) {
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        metrics.observe(method, endpoint, status, started.elapsed(), None);
+        return response;
+    }
 
     let span = tracing::info_span!(
         target: "telemetry::http",
         "HTTP request",
-        otel.name = format_args!("{method} {route}"),
+        otel.name = format_args!("{method} {}", endpoint.as_str()),
         otel.kind = "server",
         http.request.method = method,
-        http.route = route,
+        http.route = endpoint.as_str(),
         url.path = request.uri().path(),
         url.scheme = "http",
         http.response.status_code = Empty,
@@ -56,7 +101,7 @@ pub async fn observe_http(
     // then there is no trace to continue.
     let _ = span.set_parent(parent);
 
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
@@ -64,8 +109,64 @@ pub async fn observe_http(
         span.record("otel.status_code", "ERROR");
         span.record("error.type", status.as_str());
     }
-    metrics.observe(method, route, status.as_str(), started.elapsed());
+    // Without the OpenTelemetry layer this is an empty context: no header, no exemplar.
+    let context = span.context();
+    let otel_span = context.span();
+    let span_context = otel_span.span_context();
+    if span_context.is_valid()
+        && let Ok(trace_id) = HeaderValue::try_from(span_context.trace_id().to_string())
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(TRACE_ID_HEADER), trace_id);
+    }
+    metrics.observe(
+        method,
+        endpoint,
+        status.as_u16(),
+        started.elapsed(),
+        Some(span_context),
+    );
     response
+}
+
+/// The `endpoint` label: the matched route template, shared with the request (an `Arc`
+/// inside [`MatchedPath`]) rather than copied for every request.
+#[derive(Clone, Debug)]
+pub(crate) enum Endpoint {
+    Route(MatchedPath),
+    Unmatched,
+}
+
+impl Endpoint {
+    fn of(request: &Request) -> Self {
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .cloned()
+            .map_or(Self::Unmatched, Self::Route)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Route(route) => route.as_str(),
+            Self::Unmatched => UNMATCHED_ROUTE,
+        }
+    }
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Endpoint {}
+
+impl Hash for Endpoint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
 }
 
 /// The method as a label value. Unknown methods share `_OTHER` (the OpenTelemetry
@@ -91,7 +192,10 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::Metrics;
+    use crate::{
+        ExemplarFilter, Format, Metrics,
+        test_support::{samples, traced, value},
+    };
 
     fn app(metrics: &Metrics) -> Router {
         Router::new()
@@ -100,43 +204,152 @@ mod tests {
                 "/boom",
                 get(|| async { http::StatusCode::INTERNAL_SERVER_ERROR }),
             )
+            .route("/health", get(|| async { "ok" }))
             .layer(middleware::from_fn_with_state(
-                metrics.http.clone(),
+                HttpObserver::new(metrics.http.clone()).without_spans_for(&["/health"]),
                 observe_http,
             ))
     }
 
-    async fn send(app: &Router, method: &str, uri: &str) -> http::StatusCode {
-        let request = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .expect("request");
-        app.clone()
-            .oneshot(request)
-            .await
-            .expect("infallible")
-            .status()
+    async fn send(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::empty()).expect("request");
+        app.clone().oneshot(request).await.expect("infallible")
+    }
+
+    fn trace_id(response: &Response) -> Option<&str> {
+        response
+            .headers()
+            .get(TRACE_ID_HEADER)
+            .map(|value| value.to_str().expect("ASCII"))
     }
 
     #[tokio::test]
     async fn labels_by_route_template_not_raw_uri() {
-        let metrics = Metrics::new("svc").expect("metrics");
+        let metrics = Metrics::new("svc", ExemplarFilter::TraceBased, |_| {});
         let app = app(&metrics);
-        assert_eq!(send(&app, "GET", "/items/1").await, 200);
-        assert_eq!(send(&app, "GET", "/items/2").await, 200);
-        assert_eq!(send(&app, "GET", "/boom").await, 500);
-        assert_eq!(send(&app, "GET", "/nope/123").await, 404);
-        assert_eq!(send(&app, "BREW", "/nope/456").await, 404);
+        for (method, uri, status) in [
+            ("GET", "/items/1", 200),
+            ("GET", "/items/2", 200),
+            ("GET", "/boom", 500),
+            ("GET", "/nope/123", 404),
+            ("BREW", "/nope/456", 404),
+        ] {
+            assert_eq!(
+                send(&app, method, uri, &[]).await.status(),
+                status,
+                "{method} {uri}"
+            );
+        }
 
-        let text = metrics.render();
-        assert!(text.contains(r#"http_requests_total{endpoint="/items/{id}",method="GET",status="200",service_name="svc"} 2"#), "{text}");
-        assert!(text.contains(r#"http_requests_total{endpoint="/boom",method="GET",status="500",service_name="svc"} 1"#), "{text}");
-        assert!(text.contains(r#"http_requests_total{endpoint="unmatched",method="GET",status="404",service_name="svc"} 1"#), "{text}");
-        assert!(text.contains(r#"http_requests_total{endpoint="unmatched",method="_OTHER",status="404",service_name="svc"} 1"#), "{text}");
+        let text = metrics.render(Format::Prometheus).expect("render");
+        let requests = |method, endpoint, status| {
+            value(
+                &text,
+                "http_requests_total",
+                &[
+                    ("method", method),
+                    ("endpoint", endpoint),
+                    ("status", status),
+                    ("service_name", "svc"),
+                ],
+            )
+        };
+        assert_eq!(requests("GET", "/items/{id}", "200"), Some(2.0), "{text}");
+        assert_eq!(requests("GET", "/boom", "500"), Some(1.0), "{text}");
+        assert_eq!(requests("GET", "unmatched", "404"), Some(1.0), "{text}");
+        assert_eq!(requests("_OTHER", "unmatched", "404"), Some(1.0), "{text}");
         assert!(
             !text.contains("/items/1"),
             "raw URI leaked into labels: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_traced_response_names_its_trace_and_its_latency_carries_it_as_an_exemplar() {
+        let _tracing = traced();
+        let metrics = Metrics::new("svc", ExemplarFilter::TraceBased, |_| {});
+        let app = app(&metrics);
+
+        // A caller's trace is continued, and named in the answer.
+        let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let traceparent = format!("00-{caller_trace}-00f067aa0ba902b7-01");
+        let response = send(&app, "GET", "/items/7", &[("traceparent", &traceparent)]).await;
+        assert_eq!(trace_id(&response), Some(caller_trace));
+        // A request without one starts a new trace.
+        let response = send(&app, "GET", "/boom", &[]).await;
+        let new_trace = trace_id(&response).expect("x-trace-id").to_owned();
+        assert!(
+            new_trace.len() == 32
+                && new_trace.bytes().all(|b| b.is_ascii_hexdigit())
+                && new_trace != caller_trace,
+            "{new_trace}"
+        );
+        // Probes are counted but not traced.
+        let response = send(&app, "GET", "/health", &[]).await;
+        assert_eq!(trace_id(&response), None);
+
+        let open = metrics.render(Format::OpenMetrics).expect("render");
+        let exemplar_traces = |endpoint: &str| -> Vec<String> {
+            samples(&open)
+                .into_iter()
+                .filter(|s| {
+                    s.name == "http_request_duration_seconds_bucket"
+                        && s.has(&[("endpoint", endpoint)])
+                })
+                .filter_map(|s| s.exemplar)
+                .map(|exemplar| {
+                    assert_eq!(exemplar["span_id"].len(), 16, "{exemplar:?}");
+                    exemplar["trace_id"].clone()
+                })
+                .collect()
+        };
+        assert_eq!(exemplar_traces("/items/{id}"), [caller_trace], "{open}");
+        assert_eq!(exemplar_traces("/boom"), [new_trace], "{open}");
+        assert!(exemplar_traces("/health").is_empty(), "{open}");
+        assert_eq!(
+            value(
+                &open,
+                "http_requests_total",
+                &[("endpoint", "/health"), ("status", "200")]
+            ),
+            Some(1.0)
+        );
+        // The text format has no exemplars.
+        let plain = metrics.render(Format::Prometheus).expect("render");
+        assert!(!plain.contains(caller_trace), "{plain}");
+    }
+
+    #[tokio::test]
+    async fn always_off_keeps_the_header_but_drops_the_exemplars() {
+        let _tracing = traced();
+        let metrics = Metrics::new("svc", ExemplarFilter::AlwaysOff, |_| {});
+        let response = send(&app(&metrics), "GET", "/items/1", &[]).await;
+        assert!(trace_id(&response).is_some());
+        let open = metrics.render(Format::OpenMetrics).expect("render");
+        assert!(
+            samples(&open).iter().all(|s| s.exemplar.is_none()),
+            "{open}"
+        );
+        assert!(
+            open.contains("http_request_duration_seconds_bucket"),
+            "{open}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_tracing_there_is_no_header_and_no_exemplar() {
+        let metrics = Metrics::new("svc", ExemplarFilter::TraceBased, |_| {});
+        let response = send(&app(&metrics), "GET", "/items/1", &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(trace_id(&response), None);
+        let open = metrics.render(Format::OpenMetrics).expect("render");
+        assert!(
+            samples(&open).iter().all(|s| s.exemplar.is_none()),
+            "{open}"
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{send, state};
+use crate::support::{sample_sum, send, series, state, text_metrics};
 use axum::{Router, body::Body, http::StatusCode};
 use mock_service::{AppState, app, faults::admin_app};
 use serde_json::{Value, json};
@@ -114,12 +114,27 @@ async fn injected_errors_hit_only_their_route_and_are_counted() {
         "probes are never faulted"
     );
 
-    let metrics = state.metrics().render();
-    assert!(
-        metrics.contains(r#"fault_injections_total{kind="error",service_name="user-service"} 1"#),
+    let metrics = text_metrics(&state);
+    let user = ("service_name", "user-service");
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "fault_injections_total",
+            &[("kind", "error"), user]
+        ),
+        1.0,
         "{metrics}"
     );
-    assert!(metrics.contains(r#"http_requests_total{endpoint="/api/data",method="GET",status="503",service_name="user-service"} 1"#), "{metrics}");
+    let data = [("endpoint", "/api/data"), ("method", "GET"), user];
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "http_requests_total",
+            &[data[0], data[1], data[2], ("status", "503")]
+        ),
+        1.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -172,15 +187,70 @@ async fn an_unreachable_dependency_fails_like_an_outage() {
     let (status, body) = send(&app, "POST", "/api/action", Body::empty()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["dependency"], "notification-service");
-    let metrics = state.metrics().render();
-    assert!(
-        metrics.contains(
-            r#"fault_injections_total{kind="unreachable",service_name="payment-service"} 1"#
+    let metrics = text_metrics(&state);
+    let payment = ("service_name", "payment-service");
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "fault_injections_total",
+            &[("kind", "unreachable"), payment]
         ),
+        1.0,
         "{metrics}"
     );
-    assert!(
-        metrics.contains(r#"downstream_requests_total{service="notification-service",status="error",service_name="payment-service"} 1"#),
+    let failed = [
+        ("service", "notification-service"),
+        ("status", "error"),
+        payment,
+    ];
+    assert_eq!(
+        sample_sum(&metrics, "downstream_requests_total", &failed),
+        1.0,
         "{metrics}"
     );
+}
+
+/// `fault_active{kind}` of `state`, for latency, error and unreachable.
+fn fault_active(state: &AppState) -> [f64; 3] {
+    let metrics = text_metrics(state);
+    ["latency", "error", "unreachable"].map(|kind| {
+        series(
+            &metrics,
+            "fault_active",
+            &[("kind", kind), ("service_name", state.name())],
+        )
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn fault_active_shows_the_kinds_in_force_until_cleared_or_expired() {
+    let state = state(
+        "product-service",
+        &[("inventory-service", "http://127.0.0.1:1")],
+    );
+    let admin = admin(&state);
+    assert_eq!(
+        fault_active(&state),
+        [0.0, 0.0, 0.0],
+        "all three from the start"
+    );
+
+    let fault = json!({ "latency_ms": 100, "unreachable": "inventory-service" });
+    assert_eq!(
+        send(&admin, "PUT", "/faults", fault.to_string()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(fault_active(&state), [1.0, 0.0, 1.0]);
+    send(&admin, "DELETE", "/faults", Body::empty()).await;
+    assert_eq!(fault_active(&state), [0.0, 0.0, 0.0], "cleared");
+
+    let fault = json!({ "error_rate": 0.5, "for_seconds": 5 });
+    assert_eq!(
+        send(&admin, "PUT", "/faults", fault.to_string()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(fault_active(&state), [0.0, 1.0, 0.0]);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    // Nothing read the fault since it expired: the scrape itself sees that it is over.
+    assert_eq!(fault_active(&state), [0.0, 0.0, 0.0], "expired");
 }

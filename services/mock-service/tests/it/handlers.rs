@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{send, state};
+use crate::support::{sample_sum, send, series, state, text_metrics};
 use axum::{body::Body, http::StatusCode};
 use mock_service::app;
 use serde_json::Value;
@@ -38,10 +38,26 @@ async fn health_ready_and_metrics() {
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
+    // The 0.0.4 text format, names and types as the guide has them.
     assert!(
-        metrics.contains(
-            r#"endpoint="/health",method="GET",status="200",service_name="user-service""#
-        )
+        metrics.contains("\n# TYPE http_requests_total counter\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\n# TYPE http_request_duration_seconds histogram\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("# EOF"), "{metrics}");
+    let health = [
+        ("endpoint", "/health"),
+        ("method", "GET"),
+        ("status", "200"),
+        ("service_name", "user-service"),
+    ];
+    assert_eq!(
+        sample_sum(&metrics, "http_requests_total", &health),
+        1.0,
+        "{metrics}"
     );
 }
 
@@ -52,18 +68,28 @@ async fn error_and_failure_series_exist_at_zero_before_any_traffic() {
         ("product-service", "http://p"),
         ("payment-service", "http://q"),
     ];
-    let metrics = state("order-service", &urls).metrics().render();
+    let metrics = text_metrics(&state("order-service", &urls));
+    let order = ("service_name", "order-service");
+    let exists_at_zero = |name: &str, labels: &[(&str, &str)]| {
+        assert_eq!(series(&metrics, name, labels), 0.0, "{name}{labels:?}");
+    };
     for dependency in ["user-service", "product-service", "payment-service"] {
-        let series = format!(
-            r#"downstream_requests_total{{service="{dependency}",status="error",service_name="order-service"}} 0"#
-        );
-        assert!(
-            metrics.contains(&series),
-            "{series} missing from\n{metrics}"
+        exists_at_zero(
+            "downstream_requests_total",
+            &[("service", dependency), ("status", "error"), order],
         );
     }
-    let failure = r#"business_events_total{event_type="order_created",status="failure",service_name="order-service"} 0"#;
-    assert!(metrics.contains(failure), "{metrics}");
+    exists_at_zero(
+        "business_events_total",
+        &[
+            ("event_type", "order_created"),
+            ("status", "failure"),
+            order,
+        ],
+    );
+    for kind in ["latency", "error", "unreachable"] {
+        exists_at_zero("fault_injections_total", &[("kind", kind), order]);
+    }
 }
 
 #[tokio::test]
@@ -103,9 +129,15 @@ async fn action_counts_a_business_event_and_accepts_optional_json() {
     let (status, body) = send(&router, "POST", "/api/action", r#"{"order": 42}"#).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["event"], "notification_sent");
-    let metrics = state.metrics().render();
-    assert!(
-        metrics.contains(r#"business_events_total{event_type="notification_sent",status="success",service_name="notification-service"} 2"#),
+    let metrics = text_metrics(&state);
+    let sent = [
+        ("event_type", "notification_sent"),
+        ("status", "success"),
+        ("service_name", "notification-service"),
+    ];
+    assert_eq!(
+        sample_sum(&metrics, "business_events_total", &sent),
+        2.0,
         "{metrics}"
     );
 }
@@ -158,9 +190,15 @@ async fn an_unreachable_dependency_gives_502_naming_it() {
             .contains("inventory-service is unreachable"),
         "{body}"
     );
-    let metrics = state.metrics().render();
-    assert!(
-        metrics.contains(r#"downstream_requests_total{service="inventory-service",status="error",service_name="product-service"} 1"#),
+    let metrics = text_metrics(&state);
+    let failed = [
+        ("service", "inventory-service"),
+        ("status", "error"),
+        ("service_name", "product-service"),
+    ];
+    assert_eq!(
+        sample_sum(&metrics, "downstream_requests_total", &failed),
+        1.0,
         "{metrics}"
     );
 }

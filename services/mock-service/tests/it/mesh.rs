@@ -3,8 +3,10 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use crate::support::sample_sum;
 use futures_util::{StreamExt as _, stream};
 use mock_service::{AppState, server, topology::Topology};
+use telemetry::ExemplarFilter;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 const DOWNSTREAM_TIMEOUT: Duration = Duration::from_millis(500);
@@ -30,7 +32,13 @@ impl Mesh {
         let mut stops = HashMap::new();
         let mut states = HashMap::new();
         for (service, listener) in listeners {
-            let state = AppState::new(service, &urls, DOWNSTREAM_TIMEOUT).expect("state");
+            let state = AppState::new(
+                service,
+                &urls,
+                DOWNSTREAM_TIMEOUT,
+                ExemplarFilter::TraceBased,
+            )
+            .expect("state");
             states.insert(service.name.clone(), state.clone());
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(server::serve(
@@ -82,20 +90,6 @@ impl Mesh {
             "{service} did not drain"
         );
     }
-}
-
-/// Sum of the samples of `name` whose labels include all of `labels`.
-fn sample_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
-        .filter(|rest| {
-            labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|rest| rest.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
