@@ -442,32 +442,54 @@ fn refresh_cluster_dashboards() -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The local mesh's Grafana, if it runs, reloads grafana/dashboards/ now rather than at
-/// its next rescan. Whether it did so.
+/// The local mesh's Grafana, if it is the one answering on :3000, reloads
+/// grafana/dashboards/ now rather than at its next rescan. Whether it did so.
 ///
 /// Port 3000 alone does not say whose Grafana answers (the kind cluster publishes its own
-/// there), so the local one is recognised by the pid file `cargo xtask local` keeps for
-/// it (`target/local/pids/grafana`).
+/// there), so the local one is recognised by where it reads its provisioning from: this
+/// checkout's grafana/provisioning/, as `cargo xtask local` starts it.
 async fn reload_local_grafana() -> anyhow::Result<bool> {
-    let pid_file = crate::local::state_dir().join("pids").join("grafana");
-    let running = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|pid| pid.trim().parse().ok())
-        .is_some_and(crate::local::alive);
-    if !running {
-        println!("--    local Grafana: none (no `cargo xtask local` with Grafana running)");
-        return Ok(false);
-    }
+    const GRAFANA: &str = "http://127.0.0.1:3000";
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()?;
-    let url = "http://127.0.0.1:3000/api/admin/provisioning/dashboards/reload";
+    let settings = client
+        .get(format!("{GRAFANA}/api/admin/settings"))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await;
+    let settings: Value = match settings {
+        Err(_) => {
+            println!("--    local Grafana: none (nothing answers on :3000)");
+            return Ok(false);
+        }
+        Ok(response) if !response.status().is_success() => {
+            println!(
+                "--    local Grafana: none (what answers on :3000 refused the playground's \
+                 admin/admin: {})",
+                response.status()
+            );
+            return Ok(false);
+        }
+        Ok(response) => {
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default()
+        }
+    };
+    let provisioning = settings["paths"]["provisioning"].as_str().unwrap_or("");
+    if Path::new(provisioning) != workspace_root().join("grafana").join("provisioning") {
+        println!(
+            "--    local Grafana: none (the Grafana on :3000 is provisioned from `{provisioning}`, \
+             not this checkout's grafana/provisioning/: the kind cluster's, or another one)"
+        );
+        return Ok(false);
+    }
+    let url = format!("{GRAFANA}/api/admin/provisioning/dashboards/reload");
     let response = client
-        .post(url)
+        .post(&url)
         .basic_auth("admin", Some("admin"))
         .send()
         .await
-        .with_context(|| format!("the local Grafana runs but does not answer {url}"))?;
+        .with_context(|| format!("asking the local Grafana to reload ({url})"))?;
     if !response.status().is_success() {
         bail!(
             "the local Grafana refused to reload ({}): {}",

@@ -419,11 +419,12 @@ fn the_alertmanager_datasource_shows_prometheus_alerts() {
     assert_eq!(alertmanager["jsonData"]["implementation"], "prometheus");
 }
 
-/// With no local mesh and no kind on PATH, `cargo xtask dashboards` says that it reloaded
-/// no Grafana, and why, instead of claiming a reload.
+/// With no Grafana on :3000 and no kind on PATH, `cargo xtask dashboards` says that it
+/// reloaded no Grafana, and why, instead of claiming a reload.
 #[test]
 fn dashboards_says_plainly_when_no_grafana_was_reloaded() {
-    // A local mesh started by another test of this binary would have its Grafana here.
+    // A local mesh started by another test of this binary would have its Grafana on :3000
+    // (where Grafana is installed).
     let _serial = crate::support::serial();
     let empty = std::env::temp_dir().join(format!("xtask-empty-path-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("dir");
@@ -440,7 +441,7 @@ fn dashboards_says_plainly_when_no_grafana_was_reloaded() {
         String::from_utf8_lossy(&output.stderr)
     );
     for line in [
-        "--    local Grafana: none (no `cargo xtask local` with Grafana running)",
+        "--    local Grafana: none (nothing answers on :3000)",
         "--    kind cluster: none (kind is not installed)",
         "no Grafana reloaded: none runs here.",
     ] {
