@@ -1,5 +1,7 @@
 //! `cargo xtask dashboards`: lint the Grafana dashboards against the provisioned
-//! datasources and PromQL, and make a running local Grafana reload them.
+//! datasources and PromQL (panels and annotations), and make the Grafana that runs here
+//! show the edited files: the local mesh's, through its admin API, or the kind cluster's,
+//! by re-applying its dashboards ConfigMap.
 
 use std::{
     collections::BTreeSet,
@@ -7,6 +9,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use promql_parser::{
+    parser::Expr,
+    util::{ExprVisitor, walk_expr},
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -15,10 +21,19 @@ use crate::workspace_root;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  cargo xtask dashboards --check   # lint only: datasource uids, PromQL, descriptions
-  cargo xtask dashboards           # lint, reload the local Grafana, refresh the cluster's ConfigMap")]
+  cargo xtask dashboards --check   # lint only: datasource uids, PromQL, descriptions,
+                                   # exemplars on latency panels, fault annotations
+  cargo xtask dashboards           # lint, then reload the Grafana that runs here
+
+Which Grafana it reloads (the output names it, or says none):
+  the local mesh's    `cargo xtask local` with Grafana, on :3000: reloaded at once,
+                      through its admin API
+  the kind cluster's  on :3000: its ConfigMap grafana-dashboards is re-applied; the pod
+                      sees the edit once the kubelet syncs the ConfigMap into it, about
+                      a minute later (Grafana rescans its files every 10 s)
+  none                a Grafana started later loads grafana/dashboards/ as it starts")]
 pub struct DashboardsArgs {
-    /// Only lint; change nothing (without it: also make a running local Grafana reload
+    /// Only lint; change nothing (without it: also make the local mesh's Grafana reload
     /// the dashboards, and re-apply the kind cluster's dashboards ConfigMap)
     #[arg(long)]
     pub check: bool,
@@ -33,6 +48,23 @@ pub struct PanelQuery {
     /// Instant (table) queries are evaluated at one time, not over a range.
     pub instant: bool,
 }
+
+/// One Prometheus annotation of one dashboard: Grafana draws a region wherever `expr`
+/// has a sample above zero.
+#[derive(Clone, Debug)]
+pub struct AnnotationQuery {
+    pub dashboard: String,
+    pub annotation: String,
+    pub expr: String,
+}
+
+/// The metrics an injected fault changes (latency, errors, unreachable calls, failed
+/// business events), by name fragment, so recording rules over them count too. A
+/// dashboard that shows one of them marks faults with an annotation on [`FAULT_METRIC`].
+const FAULT_AFFECTED: [&str; 3] = ["http_request", "downstream_request", "business_events"];
+
+/// The services' gauge of faults in force: 1 per `service_name` and `kind` while active.
+pub const FAULT_METRIC: &str = "fault_active";
 
 /// The values Grafana substitutes into queries, for evaluating them outside Grafana.
 /// `$service` takes `service`.
@@ -99,6 +131,72 @@ fn panels(dashboard: &Value) -> Vec<&Value> {
     all
 }
 
+/// Every Prometheus annotation query of every dashboard, as Grafana would run it (with
+/// its variables still in: see [`substitute`]).
+pub fn annotation_queries(dashboards: &[(PathBuf, Value)]) -> Vec<AnnotationQuery> {
+    let mut queries = Vec::new();
+    for (_, dashboard) in dashboards {
+        for annotation in annotations(dashboard) {
+            if let Some(expr) = annotation_expr(annotation) {
+                queries.push(AnnotationQuery {
+                    dashboard: dashboard["title"].as_str().unwrap_or("?").to_owned(),
+                    annotation: annotation["name"].as_str().unwrap_or("?").to_owned(),
+                    expr: expr.to_owned(),
+                });
+            }
+        }
+    }
+    queries
+}
+
+fn annotations(dashboard: &Value) -> impl Iterator<Item = &Value> {
+    dashboard["annotations"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+}
+
+/// A provisioned file keeps the query in `expr`; current Grafana, saving a dashboard
+/// from its editor, moves it to `target.expr`. Either is read.
+fn annotation_expr(annotation: &Value) -> Option<&str> {
+    annotation["expr"]
+        .as_str()
+        .or_else(|| annotation["target"]["expr"].as_str())
+}
+
+/// The metric names a PromQL expression selects (with Grafana's variables substituted),
+/// or the parser's error.
+pub fn selected_metrics(expr: &str) -> Result<BTreeSet<String>, String> {
+    struct Names(BTreeSet<String>);
+    impl ExprVisitor for Names {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            let selector = match expr {
+                Expr::VectorSelector(selector) => Some(selector),
+                Expr::MatrixSelector(matrix) => Some(&matrix.vs),
+                _ => None,
+            };
+            self.0.extend(selector.and_then(|s| s.name.clone()));
+            Ok(true)
+        }
+    }
+    let parsed = promql_parser::parser::parse(&substitute(expr, "gateway-service"))?;
+    let mut names = Names(BTreeSet::new());
+    let Ok(_) = walk_expr(&mut names, &parsed);
+    Ok(names.0)
+}
+
+/// Whether a query draws a latency percentile (and so should carry exemplars).
+fn is_latency(expr: &str) -> bool {
+    expr.contains("histogram_quantile")
+}
+
+/// A raw histogram bucket series: exemplars live there, not on recording rules
+/// (`level:metric:operations`, always with a colon).
+fn is_raw_bucket(metric: &str) -> bool {
+    metric.ends_with("_bucket") && !metric.contains(':')
+}
+
 #[derive(Deserialize)]
 struct DatasourcesFile {
     #[serde(default)]
@@ -127,7 +225,8 @@ pub fn provisioned_datasource_uids(root: &Path) -> anyhow::Result<BTreeSet<Strin
     Ok(uids)
 }
 
-/// Everything wrong with the dashboards, one line each, naming dashboard and panel.
+/// Everything wrong with the dashboards, one line each, naming dashboard and panel or
+/// annotation.
 pub fn lint(dashboards: &[(PathBuf, Value)], datasource_uids: &BTreeSet<String>) -> Vec<String> {
     let mut problems = Vec::new();
     let mut seen_uids = BTreeSet::new();
@@ -150,6 +249,7 @@ pub fn lint(dashboards: &[(PathBuf, Value)], datasource_uids: &BTreeSet<String>)
             problems.push(format!("{file}: no title"));
         }
         let mut panel_ids = BTreeSet::new();
+        let mut shows_faultable_metrics = false;
         for panel in panels(dashboard) {
             let name = panel["title"].as_str().unwrap_or("(untitled)");
             let at = format!("{file}, panel \"{name}\"");
@@ -166,45 +266,92 @@ pub fn lint(dashboards: &[(PathBuf, Value)], datasource_uids: &BTreeSet<String>)
                     "{at}: no description (say what question the panel answers)"
                 ));
             }
-            let mut sources = vec![&panel["datasource"]];
-            sources.extend(
-                panel["targets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| &t["datasource"]),
-            );
-            for source in sources.into_iter().filter(|s| !s.is_null()) {
-                match source["uid"].as_str() {
-                    Some(uid) if datasource_uids.contains(uid) => {}
-                    Some(uid) => problems.push(format!(
-                        "{at}: datasource uid `{uid}` is not provisioned (known: {})",
-                        datasource_uids
-                            .iter()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                    None => problems.push(format!("{at}: a datasource without a fixed uid")),
-                }
+            let targets: Vec<&Value> = panel["targets"].as_array().into_iter().flatten().collect();
+            for source in std::iter::once(&panel["datasource"])
+                .chain(targets.iter().map(|t| &t["datasource"]))
+                .filter(|s| !s.is_null())
+            {
+                lint_datasource(&at, source, datasource_uids, &mut problems);
             }
-            let targets = panel["targets"].as_array().map_or(0, Vec::len);
-            if targets == 0 {
+            if targets.is_empty() {
                 problems.push(format!("{at}: no query"));
             }
-            for target in panel["targets"].as_array().into_iter().flatten() {
+            for target in targets {
                 let Some(expr) = target["expr"].as_str() else {
                     continue;
                 };
-                if let Err(error) =
-                    promql_parser::parser::parse(&substitute(expr, "gateway-service"))
-                {
-                    problems.push(format!("{at}: the query does not parse ({error}): {expr}"));
+                let Some(metrics) = lint_promql(&at, expr, &mut problems) else {
+                    continue;
+                };
+                shows_faultable_metrics |= metrics
+                    .iter()
+                    .any(|m| FAULT_AFFECTED.iter().any(|f| m.contains(f)));
+                if is_latency(expr) {
+                    if target["exemplar"] != true {
+                        problems.push(format!(
+                            "{at}: a latency query without \"exemplar\": true (the dots that open a request's trace)"
+                        ));
+                    }
+                    if !metrics.iter().any(|m| is_raw_bucket(m)) {
+                        problems.push(format!(
+                            "{at}: a latency query that reads no raw `_bucket` series, so it has no exemplars (recording rules carry none): {expr}"
+                        ));
+                    }
                 }
             }
         }
+        let mut marks_faults = false;
+        for annotation in annotations(dashboard) {
+            let name = annotation["name"].as_str().unwrap_or("(unnamed)");
+            let at = format!("{file}, annotation \"{name}\"");
+            lint_datasource(
+                &at,
+                &annotation["datasource"],
+                datasource_uids,
+                &mut problems,
+            );
+            let Some(expr) = annotation_expr(annotation) else {
+                problems.push(format!("{at}: no query (`expr`)"));
+                continue;
+            };
+            if let Some(metrics) = lint_promql(&at, expr, &mut problems) {
+                marks_faults |= metrics.contains(FAULT_METRIC);
+            }
+        }
+        if shows_faultable_metrics && !marks_faults {
+            problems.push(format!(
+                "{file}: its panels show what an injected fault changes, but no annotation on `{FAULT_METRIC}` marks the faults"
+            ));
+        }
     }
     problems
+}
+
+fn lint_datasource(
+    at: &str,
+    source: &Value,
+    datasource_uids: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
+    match source["uid"].as_str() {
+        Some(uid) if datasource_uids.contains(uid) => {}
+        Some(uid) => problems.push(format!(
+            "{at}: datasource uid `{uid}` is not provisioned (known: {})",
+            datasource_uids
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => problems.push(format!("{at}: a datasource without a fixed uid")),
+    }
+}
+
+/// The metrics `expr` selects, or `None` after noting that it does not parse.
+fn lint_promql(at: &str, expr: &str, problems: &mut Vec<String>) -> Option<BTreeSet<String>> {
+    selected_metrics(expr)
+        .map_err(|error| problems.push(format!("{at}: the query does not parse ({error}): {expr}")))
+        .ok()
 }
 
 impl DashboardsArgs {
@@ -216,19 +363,28 @@ impl DashboardsArgs {
         for problem in &problems {
             println!("FAIL  {problem}");
         }
-        let queries = panel_queries(&dashboards).len();
         if !problems.is_empty() {
             bail!("{} problem(s) in grafana/dashboards/", problems.len());
         }
         println!(
-            "ok    {} dashboards, {queries} queries: datasources provisioned, PromQL parses, every panel described",
-            dashboards.len()
+            "ok    {} dashboards, {} panel queries, {} annotation queries: datasources provisioned, \
+             PromQL parses, every panel described, latency panels carry exemplars, faults marked",
+            dashboards.len(),
+            panel_queries(&dashboards).len(),
+            annotation_queries(&dashboards).len()
         );
         if self.check {
             return Ok(());
         }
-        reload_local_grafana().await?;
-        refresh_cluster_dashboards()
+        let local = reload_local_grafana().await?;
+        let cluster = refresh_cluster_dashboards()?;
+        if !local && !cluster {
+            println!(
+                "no Grafana reloaded: none runs here. A Grafana started later (`cargo xtask local` \
+                 with Grafana on PATH, or `cargo xtask up`) loads grafana/dashboards/ as it starts."
+            );
+        }
+        Ok(())
     }
 }
 
@@ -243,16 +399,27 @@ pub fn dashboards_configmap(rendered: &str) -> anyhow::Result<String> {
     bail!("the rendered manifests have no ConfigMap grafana-dashboards")
 }
 
-/// In the kind cluster, re-applies the dashboards ConfigMap alone (it has no hash
-/// suffix, so Grafana's provider picks the new files up within 10 s, no restart).
-fn refresh_cluster_dashboards() -> anyhow::Result<()> {
-    use crate::cluster::{LOAD_RESTRICTOR, OVERLAY, cluster_exists, kubectl, state_dir};
-    if crate::cmd::find_on_path("kind").is_none() || !cluster_exists()? {
-        println!(
-            "no kind cluster {}: nothing to refresh there",
-            crate::cluster::CLUSTER
-        );
-        return Ok(());
+/// In the kind cluster, re-applies the dashboards ConfigMap alone. It has no hash suffix,
+/// so the running pod gets the new files without a restart, but only when the kubelet
+/// next syncs the ConfigMap into its volume. Whether it did so.
+fn refresh_cluster_dashboards() -> anyhow::Result<bool> {
+    use crate::cluster::{CLUSTER, LOAD_RESTRICTOR, OVERLAY, cluster_exists, kubectl, state_dir};
+    if crate::cmd::find_on_path("kind").is_none() {
+        println!("--    kind cluster: none (kind is not installed)");
+        return Ok(false);
+    }
+    // Without a Docker engine kind cannot list its clusters; that means no cluster runs,
+    // which is no reason to fail a command that may have reloaded the local Grafana.
+    match cluster_exists() {
+        Ok(true) => {}
+        Ok(false) => {
+            println!("--    kind cluster {CLUSTER}: none");
+            return Ok(false);
+        }
+        Err(error) => {
+            println!("--    kind cluster {CLUSTER}: none found ({error:#})");
+            return Ok(false);
+        }
     }
     let rendered = crate::cmd::Cmd::new("kubectl", "rendering the manifests")
         .args(["kustomize", LOAD_RESTRICTOR, OVERLAY])
@@ -267,36 +434,71 @@ fn refresh_cluster_dashboards() -> anyhow::Result<()> {
         ["apply", "-f", "target/cluster/dashboards.yaml"],
     )
     .run()?;
-    println!("ok    the cluster's Grafana picks the dashboards up within 10 s");
-    Ok(())
+    println!(
+        "ok    kind cluster {CLUSTER}: ConfigMap grafana-dashboards re-applied. The cluster's \
+         Grafana (http://localhost:3000) shows the edit once the kubelet has synced the \
+         ConfigMap into its pod, about a minute from now; no restart needed."
+    );
+    Ok(true)
 }
 
-/// Grafana reloads provisioned dashboards by itself every 10 s; this makes it now.
-async fn reload_local_grafana() -> anyhow::Result<()> {
+/// The local mesh's Grafana, if it is the one answering on :3000, reloads
+/// grafana/dashboards/ now rather than at its next rescan. Whether it did so.
+///
+/// Port 3000 alone does not say whose Grafana answers (the kind cluster publishes its own
+/// there), so the local one is recognised by where it reads its provisioning from: this
+/// checkout's grafana/provisioning/, as `cargo xtask local` starts it.
+async fn reload_local_grafana() -> anyhow::Result<bool> {
+    const GRAFANA: &str = "http://127.0.0.1:3000";
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()?;
-    let url = "http://127.0.0.1:3000/api/admin/provisioning/dashboards/reload";
-    match client
-        .post(url)
+    let settings = client
+        .get(format!("{GRAFANA}/api/admin/settings"))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await;
+    let settings: Value = match settings {
+        Err(_) => {
+            println!("--    local Grafana: none (nothing answers on :3000)");
+            return Ok(false);
+        }
+        Ok(response) if !response.status().is_success() => {
+            println!(
+                "--    local Grafana: none (what answers on :3000 refused the playground's \
+                 admin/admin: {})",
+                response.status()
+            );
+            return Ok(false);
+        }
+        Ok(response) => {
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default()
+        }
+    };
+    let provisioning = settings["paths"]["provisioning"].as_str().unwrap_or("");
+    if Path::new(provisioning) != workspace_root().join("grafana").join("provisioning") {
+        println!(
+            "--    local Grafana: none (the Grafana on :3000 is provisioned from `{provisioning}`, \
+             not this checkout's grafana/provisioning/: the kind cluster's, or another one)"
+        );
+        return Ok(false);
+    }
+    let url = format!("{GRAFANA}/api/admin/provisioning/dashboards/reload");
+    let response = client
+        .post(&url)
         .basic_auth("admin", Some("admin"))
         .send()
         .await
-    {
-        Ok(response) if response.status().is_success() => {
-            println!("ok    the local Grafana reloaded grafana/dashboards/");
-            Ok(())
-        }
-        Ok(response) => bail!(
+        .with_context(|| format!("asking the local Grafana to reload ({url})"))?;
+    if !response.status().is_success() {
+        bail!(
             "the local Grafana refused to reload ({}): {}",
             response.status(),
             response.text().await.unwrap_or_default()
-        ),
-        Err(_) => {
-            println!(
-                "no local Grafana answers on :3000; a running one picks up grafana/dashboards/ within 10 s"
-            );
-            Ok(())
-        }
+        );
     }
+    println!(
+        "ok    local Grafana (http://localhost:3000): reloaded grafana/dashboards/ through its admin API"
+    );
+    Ok(true)
 }

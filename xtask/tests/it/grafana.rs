@@ -1,9 +1,16 @@
 //! The Grafana provisioning and dashboards, linted: every panel names a provisioned
-//! datasource, every query parses, every panel says what it answers.
+//! datasource, every query parses, every panel says what it answers, latency panels carry
+//! exemplars, and faults are marked by annotations that the real PromQL engine (promtool)
+//! evaluates to exactly the faults in force.
+
+use std::process::Command;
 
 use serde_json::Value;
 use xtask::{
-    dashboards::{dashboards_dir, lint, load, panel_queries, provisioned_datasource_uids},
+    dashboards::{
+        FAULT_METRIC, annotation_queries, dashboards_dir, lint, load, panel_queries,
+        provisioned_datasource_uids, selected_metrics, substitute,
+    },
     workspace_root,
 };
 
@@ -13,7 +20,7 @@ fn the_committed_dashboards_pass_the_lint() {
     let uids = provisioned_datasource_uids(&workspace_root()).expect("datasources load");
     assert_eq!(
         uids.iter().map(String::as_str).collect::<Vec<_>>(),
-        ["jaeger", "prometheus"]
+        ["alertmanager", "jaeger", "prometheus"]
     );
     let problems = lint(&dashboards, &uids);
     assert!(problems.is_empty(), "{problems:#?}");
@@ -64,6 +71,29 @@ fn the_lint_names_what_is_wrong_and_where() {
     panel["description"] = Value::String(String::new());
     panel["targets"][0]["expr"] = Value::String("sum(rate(http_requests_total[1m])".into());
     panel["targets"][0]["datasource"]["uid"] = Value::String("loki".into());
+    // A latency panel read from a recording rule, which carries no exemplars, and
+    // without the exemplar switch.
+    let latency = overview["panels"]
+        .as_array_mut()
+        .expect("panels")
+        .iter_mut()
+        .find(|p| p["title"] == "Latency by service (p50, p95, p99)")
+        .expect("latency panel");
+    latency["targets"][1]["expr"] = Value::String(
+        "histogram_quantile(0.95, service_name_le:http_request_duration_seconds_bucket:rate5m)"
+            .into(),
+    );
+    latency["targets"][2]["exemplar"] = Value::Bool(false);
+    // An annotation from an unknown datasource, with a query that does not parse.
+    let annotation = &mut overview["annotations"]["list"][0];
+    annotation["datasource"]["uid"] = Value::String("loki".into());
+    annotation["expr"] = Value::String("max by (kind (fault_active)".into());
+    // A dashboard of request metrics that lost its fault annotation.
+    let (_, service) = dashboards
+        .iter_mut()
+        .find(|(p, _)| p.ends_with("service.json"))
+        .expect("service");
+    service["annotations"]["list"] = Value::Array(Vec::new());
     let duplicate = dashboards[0].1.clone();
     dashboards.push(("copy.json".into(), duplicate));
 
@@ -84,6 +114,220 @@ fn the_lint_names_what_is_wrong_and_where() {
         problems.contains("copy.json: uid `mesh-inter-service` is used by another dashboard"),
         "{problems}"
     );
+    let latency = "overview.json, panel \"Latency by service (p50, p95, p99)\"";
+    assert!(
+        problems.contains(&format!(
+            "{latency}: a latency query that reads no raw `_bucket` series"
+        )),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!(
+            "{latency}: a latency query without \"exemplar\": true"
+        )),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(
+            "overview.json, annotation \"Fault active\": datasource uid `loki` is not provisioned"
+        ),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("overview.json, annotation \"Fault active\": the query does not parse"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!(
+            "service.json: its panels show what an injected fault changes, but no annotation on `{FAULT_METRIC}` marks the faults"
+        )),
+        "{problems}"
+    );
+}
+
+/// Every panel that draws a latency percentile, by dashboard and title.
+fn latency_panels(dashboards: &[(std::path::PathBuf, Value)]) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for (_, dashboard) in dashboards {
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            let latency = panel["targets"].as_array().into_iter().flatten().any(|t| {
+                t["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("histogram_quantile"))
+            });
+            if latency {
+                found.push((
+                    format!(
+                        "{} / {}",
+                        dashboard["title"].as_str().expect("title"),
+                        panel["title"].as_str().expect("title")
+                    ),
+                    panel.clone(),
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_latency_panel_reads_raw_buckets_and_shows_exemplars() {
+    let dashboards = load(&dashboards_dir()).expect("dashboards load");
+    let panels = latency_panels(&dashboards);
+    let titles: Vec<&str> = panels.iter().map(|(title, _)| title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Mesh / Inter-service / Client-side p95 latency per edge",
+            "Mesh / Overview / Latency p50 / p95 / p99 (all services)",
+            "Mesh / Overview / Latency by service (p50, p95, p99)",
+            "Mesh / Service / Latency p50 / p95 / p99",
+            "Mesh / Service / Dependency p95 latency",
+        ]
+    );
+    for (title, panel) in &panels {
+        assert!(
+            panel["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("open the trace in Jaeger")),
+            "{title}: the description should say what the exemplar dots are"
+        );
+        for target in panel["targets"].as_array().expect("targets") {
+            assert_eq!(target["exemplar"], true, "{title}: {target:#}");
+            let expr = target["expr"].as_str().expect("expr");
+            let metrics = selected_metrics(expr).expect("parses");
+            assert!(
+                metrics
+                    .iter()
+                    .any(|m| m.ends_with("_bucket") && !m.contains(':')),
+                "{title}: `{expr}` reads no raw _bucket series: {metrics:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_dashboard_marks_faults_and_the_service_page_only_its_own() {
+    let dashboards = load(&dashboards_dir()).expect("dashboards load");
+    let annotations = annotation_queries(&dashboards);
+    for (_, dashboard) in &dashboards {
+        let title = dashboard["title"].as_str().expect("title");
+        let faults: Vec<&str> = annotations
+            .iter()
+            .filter(|a| a.dashboard == title)
+            .filter(|a| {
+                selected_metrics(&a.expr)
+                    .expect("parses")
+                    .contains(FAULT_METRIC)
+            })
+            .map(|a| a.expr.as_str())
+            .collect();
+        let [expr] = faults[..] else {
+            panic!("{title}: expected one fault annotation, found {faults:?}");
+        };
+        let scoped = expr.contains("service_name=\"$service\"");
+        assert_eq!(
+            scoped,
+            title == "Mesh / Service",
+            "{title}: only the Service page narrows faults to its $service: {expr}"
+        );
+        let annotation = dashboard["annotations"]["list"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|a| a["expr"] == expr)
+            .expect("annotation");
+        // A region per fault (not a tick per sample), titled by service and kind.
+        assert_eq!(annotation["useValueForTime"], false, "{title}");
+        assert!(annotation["step"].is_string(), "{title}");
+        for format in ["titleFormat", "textFormat"] {
+            let text = annotation[format].as_str().unwrap_or_default();
+            assert!(
+                text.contains("{{service_name}}") && text.contains("{{kind}}"),
+                "{title}: {format} should name the service and the kind: {text}"
+            );
+        }
+    }
+}
+
+/// promtool evaluates each annotation query on synthetic `fault_active` series: an error
+/// fault in payment-service (two replicas), a latency fault in inventory-service, and a
+/// latency fault of payment-service that is not in force.
+#[test]
+fn fault_annotations_mark_exactly_the_faults_in_force() {
+    let Some(promtool) =
+        crate::support::require("promtool", "apt-get install prometheus, or nix develop")
+    else {
+        return;
+    };
+    let payment_error = r#"{kind="error",service_name="payment-service"}"#;
+    let inventory_latency = r#"{kind="latency",service_name="inventory-service"}"#;
+    let mut cases = String::new();
+    for query in annotation_queries(&load(&dashboards_dir()).expect("dashboards")) {
+        let expr = substitute(&query.expr, "payment-service");
+        let during: Vec<&str> = if query.dashboard == "Mesh / Service" {
+            vec![payment_error]
+        } else {
+            vec![payment_error, inventory_latency]
+        };
+        let samples = |labels: &[&str]| -> String {
+            labels
+                .iter()
+                .map(|l| format!("\n          - labels: '{l}'\n            value: 1"))
+                .collect()
+        };
+        for (at, labels) in [("0m", vec![]), ("2m", during), ("4m", vec![])] {
+            let expected = if labels.is_empty() {
+                " []".to_owned()
+            } else {
+                samples(&labels)
+            };
+            cases.push_str(&format!(
+                "      - expr: '{expr}'\n        eval_time: {at}\n        exp_samples:{expected}\n"
+            ));
+        }
+    }
+    let test = format!(
+        "tests:\n  - interval: 1m\n    input_series:\n\
+         {series}    promql_expr_test:\n{cases}",
+        series = [
+            (
+                r#"fault_active{service_name="payment-service",kind="error",instance="a"}"#,
+                "0 1 1 1 0"
+            ),
+            (
+                r#"fault_active{service_name="payment-service",kind="error",instance="b"}"#,
+                "0 0 1 1 0"
+            ),
+            (
+                r#"fault_active{service_name="payment-service",kind="latency",instance="a"}"#,
+                "0 0 0 0 0"
+            ),
+            (
+                r#"fault_active{service_name="inventory-service",kind="latency",instance="a"}"#,
+                "0 1 1 0 0"
+            ),
+        ]
+        .iter()
+        .map(|(series, values)| format!("      - series: '{series}'\n        values: '{values}'\n"))
+        .collect::<String>(),
+    );
+    let dir = std::env::temp_dir().join(format!("xtask-annotations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("annotations.test.yml");
+    std::fs::write(&file, &test).expect("write");
+    let output = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .expect("run promtool");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success(),
+        "{}{}\n{test}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -94,6 +338,7 @@ fn provisioning_reads_its_addresses_from_the_environment() {
     assert!(
         datasources.contains("url: ${PROMETHEUS_URL}")
             && datasources.contains("url: ${JAEGER_URL}")
+            && datasources.contains("url: ${ALERTMANAGER_URL}")
     );
     let provider = std::fs::read_to_string(root.join("dashboards/dashboards.yaml")).expect("read");
     assert!(provider.contains("path: ${DASHBOARDS_DIR}"));
@@ -155,4 +400,52 @@ fn the_cluster_refresh_applies_exactly_the_dashboards_configmap() {
             "{file} missing from the ConfigMap"
         );
     }
+}
+
+#[test]
+fn the_alertmanager_datasource_shows_prometheus_alerts() {
+    let path = workspace_root().join("grafana/provisioning/datasources/datasources.yaml");
+    let file: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml");
+    let alertmanager = file["datasources"]
+        .as_sequence()
+        .expect("datasources")
+        .iter()
+        .find(|d| d["uid"] == "alertmanager")
+        .expect("a datasource with uid alertmanager");
+    assert_eq!(alertmanager["type"], "alertmanager");
+    assert_eq!(alertmanager["url"], "${ALERTMANAGER_URL}");
+    // Prometheus's Alertmanager, not Grafana's own (Mimir/Cortex) flavour.
+    assert_eq!(alertmanager["jsonData"]["implementation"], "prometheus");
+}
+
+/// With no Grafana on :3000 and no kind on PATH, `cargo xtask dashboards` says that it
+/// reloaded no Grafana, and why, instead of claiming a reload.
+#[test]
+fn dashboards_says_plainly_when_no_grafana_was_reloaded() {
+    // A local mesh started by another test of this binary would have its Grafana on :3000
+    // (where Grafana is installed).
+    let _serial = crate::support::serial();
+    let empty = std::env::temp_dir().join(format!("xtask-empty-path-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("dashboards")
+        .env("PATH", &empty)
+        .output()
+        .expect("run xtask dashboards");
+    let _ = std::fs::remove_dir(&empty);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "--    local Grafana: none (nothing answers on :3000)",
+        "--    kind cluster: none (kind is not installed)",
+        "no Grafana reloaded: none runs here.",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("ok    local Grafana"), "{stdout}");
 }

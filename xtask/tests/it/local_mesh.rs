@@ -161,7 +161,7 @@ fn every_dashboard_query_returns_data() {
     // The recording rules are evaluated every 5 s: wait for their first results.
     let deadline = Instant::now() + Duration::from_secs(30);
     while scalar(&prometheus_query(
-        "count(service_name_le:http_request_duration_seconds_bucket:rate5m)",
+        "count(service_name_service_status:downstream_requests:rate1m)",
     ))
     .is_none()
     {
