@@ -24,6 +24,9 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// trace id that Jaeger, the exemplars and every log line of the request carry.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
+/// The target of the access log lines, which are logged but not exported as span events.
+pub(crate) const ACCESS_LOG_TARGET: &str = "telemetry::access";
+
 /// The state of [`observe_http`]: where it records, and which routes it does not trace.
 #[derive(Clone)]
 pub struct HttpObserver {
@@ -60,7 +63,9 @@ impl HttpObserver {
 ///
 /// The span follows the OpenTelemetry HTTP server conventions: named `METHOD /route`,
 /// kind `server`, with `http.request.method`, `http.route`, `url.path` and
-/// `http.response.status_code`; a 5xx answer marks it as an error. The response carries
+/// `http.response.status_code`; a 5xx answer marks it as an error. Each traced request
+/// also writes one log line, `request served` with its route, status and duration, in
+/// its span (so with its trace id). The response carries
 /// the span's trace id in [`TRACE_ID_HEADER`] (`x-trace-id`) whenever there is a trace,
 /// i.e. when tracing is on and the route is traced; its latency observation carries the
 /// same ids as an exemplar (see [`crate::ExemplarFilter`]).
@@ -120,11 +125,25 @@ pub async fn observe_http(
             .headers_mut()
             .insert(HeaderName::from_static(TRACE_ID_HEADER), trace_id);
     }
+    let elapsed = started.elapsed();
+    // The access log: one line per traced request, inside its span, so it carries the
+    // trace id and `cargo xtask logs --trace` finds every service a request went through.
+    // Its own target keeps it out of the exported span (see `exported_spans`): the span
+    // already has these attributes.
+    tracing::info!(
+        target: ACCESS_LOG_TARGET,
+        parent: &span,
+        method,
+        route = endpoint.as_str(),
+        status = status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request served"
+    );
     metrics.observe(
         method,
         endpoint,
         status.as_u16(),
-        started.elapsed(),
+        elapsed,
         Some(span_context),
     );
     response

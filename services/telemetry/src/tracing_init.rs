@@ -145,6 +145,8 @@ fn exported_spans() -> Targets {
         "tower",
         "opentelemetry",
         "axum",
+        // The access log repeats the server span's attributes: a log line, not an event.
+        crate::http_server::ACCESS_LOG_TARGET,
     ];
     plumbing.into_iter().fold(
         Targets::new().with_default(LevelFilter::INFO),

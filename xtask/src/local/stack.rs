@@ -239,6 +239,10 @@ impl Tool {
                     // Keeps the trace ids the services attach to latency observations,
                     // so a latency panel's dots open their traces.
                     .arg("--enable-feature=exemplar-storage")
+                    // Prometheus's first alert evaluation comes before it has set up
+                    // its Alertmanager, so that send is lost and the next waits for
+                    // the resend delay: a minute by default, seconds here.
+                    .arg("--rules.alert.resend-delay=5s")
             }
             Tool::Alertmanager(path) => {
                 let dir = state.join("alertmanager");

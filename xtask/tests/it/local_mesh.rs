@@ -86,6 +86,7 @@ fn faults_are_set_shown_and_always_cleared() {
         faults[0].starts_with("inventory-service (local): latency 50 ms, for "),
         "{faults:?}"
     );
+    every_annotation_marks_the_fault("inventory-service");
     assert!(
         xtask(&["chaos", "inventory-service", "--clear"])
             .status
@@ -219,6 +220,41 @@ fn every_dashboard_query_returns_data() {
     eprintln!("{evaluated} panel queries evaluated, each returned data");
 }
 
+/// While `service` has a fault, every annotation query of every dashboard (`$service`
+/// set to it) returns the fault's series from the real Prometheus, naming the service.
+fn every_annotation_marks_the_fault(service: &str) {
+    use xtask::dashboards::{annotation_queries, dashboards_dir, load, substitute};
+
+    let queries = annotation_queries(&load(&dashboards_dir()).expect("dashboards"));
+    assert!(!queries.is_empty(), "no dashboard has an annotation");
+    // The gauge is scraped every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for query in &queries {
+        let expr = substitute(&query.expr, service);
+        loop {
+            let response = prometheus_query(&expr);
+            let marks = response["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if marks
+                .iter()
+                .any(|mark| mark["metric"]["service_name"] == service)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} / {}: no mark for {service}'s fault: {expr} -> {response}",
+                query.dashboard,
+                query.annotation
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    eprintln!("{} annotation queries mark the fault", queries.len());
+}
+
 /// Waits (bounded) until the receiver has every span of `trace_id`'s expected count.
 fn wait_for_spans(receiver: &TraceReceiver, trace_id: &str, at_least: usize) {
     // The batch exporter sends every 5 s by default.
@@ -333,10 +369,14 @@ fn a_traces_logs_come_from_every_service_in_order(receiver: &TraceReceiver) {
 
 /// Prometheus sends the always-firing Watchdog to Alertmanager: the alert pipeline works.
 fn the_watchdog_alert_reaches_alertmanager() {
-    let how = "apt-get install prometheus-alertmanager, or nix develop";
-    if crate::support::require("prometheus-alertmanager", how).is_none()
-        && crate::support::require("alertmanager", how).is_none()
-    {
+    let installed = ["alertmanager", "prometheus-alertmanager"]
+        .iter()
+        .any(|name| xtask::cmd::find_on_path(name).is_some());
+    if !installed {
+        crate::support::skip(
+            "Alertmanager",
+            "apt-get install prometheus-alertmanager, or nix develop",
+        );
         return;
     }
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -85,6 +85,42 @@ async fn probes_and_scrapes_make_no_spans_while_the_api_does() {
     stop(service).await;
 }
 
+/// Every traced request writes one `request served` log line in its span, so the line
+/// carries the trace id that the answer's header names; the line is not exported as a
+/// span event (the span has the same facts as attributes). Probes write none.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_traced_request_logs_one_line_with_its_trace_id() {
+    let (receiver, endpoint) = Receiver::start().await;
+    let service = Service::start("user-service", &exporting_to(&endpoint)).await;
+    get(&format!("{}{}", service.url, endpoints::HEALTH), false).await;
+    let (status, trace, _) = get(&format!("{}{}", service.url, endpoints::DATA), false).await;
+    assert_eq!(status, 200);
+    let trace = trace.expect("x-trace-id");
+
+    let line = service.wait_for_log("request served").await;
+    assert_eq!(line["trace_id"], trace.as_str(), "{line}");
+    assert_eq!(line["route"], endpoints::DATA, "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(line["duration_ms"].as_f64().is_some(), "{line}");
+    let served = service
+        .log_lines()
+        .into_iter()
+        .filter(|line| line["message"] == "request served")
+        .count();
+    assert_eq!(served, 1, "one line for /api/data, none for /health");
+
+    let spans = receiver
+        .wait_for("the span of /api/data", |spans| {
+            spans.iter().any(|span| hex(&span.trace_id) == trace)
+        })
+        .await;
+    assert!(
+        spans.iter().all(|span| span.events.is_empty()),
+        "the access log became a span event: {spans:?}"
+    );
+    stop(service).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exemplars_name_the_spans_the_receiver_got() {
     let (receiver, endpoint) = Receiver::start().await;
