@@ -207,7 +207,10 @@ pub fn how_to_get(program: &str) -> String {
         "prometheus" | "promtool" => "Debian/Ubuntu: `apt-get install prometheus`",
         "grafana" | "grafana-server" => "the `grafana` package",
         "otelcol" | "otelcol-contrib" => "the `opentelemetry-collector` (or `-contrib`) package",
-        "jaeger" | "jaeger-all-in-one" => "the `jaeger` package (Jaeger v2, or v1 all-in-one)",
+        // nixpkgs has none; `cargo xtask local` runs the cluster's image when Docker answers.
+        "jaeger" => {
+            "Jaeger v2's release binary (https://www.jaegertracing.io/download/), or start Docker: `cargo xtask local` then runs Jaeger's image"
+        }
         "docker" => "Docker Engine or Docker Desktop",
         "kind" => "kind (https://kind.sigs.k8s.io)",
         "kubectl" => "kubectl",

@@ -60,7 +60,7 @@ pub enum Command {
     Traffic(Box<traffic::TrafficArgs>),
     /// Check health, data, action, error and the metric names: pass or fail, per check
     Smoke(smoke::SmokeArgs),
-    /// Lint the Grafana dashboards (datasources, PromQL) and reload the local Grafana
+    /// Lint the Grafana dashboards and reload them in the running Grafana (local or kind)
     Dashboards(dashboards::DashboardsArgs),
     /// Run one of the guide's demo scenarios: faults, traffic, what to watch, clean-up
     Scenario(scenario::ScenarioArgs),

@@ -6,7 +6,7 @@ use std::{fmt, str::FromStr};
 use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 
-use crate::metrics::write_label;
+use crate::labels::write_label;
 
 /// The OpenTelemetry SDK's variable that chooses the [`ExemplarFilter`].
 pub const EXEMPLAR_FILTER_VARIABLE: &str = "OTEL_METRICS_EXEMPLAR_FILTER";

@@ -1,10 +1,7 @@
-use std::{
-    hash::{Hash, Hasher},
-    time::Instant,
-};
+use std::time::Instant;
 
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::{Request, State},
     middleware::Next,
     response::Response,
 };
@@ -14,11 +11,7 @@ use opentelemetry_http::HeaderExtractor;
 use tracing::{Instrument as _, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::HttpMetrics;
-
-/// The `endpoint` label (and span route) of requests that matched no route. One shared
-/// value, so that scanning random URLs cannot create new series.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
+use crate::{HttpMetrics, metrics::Endpoint};
 
 /// The response header that names the request's trace: 32 lowercase hex digits, the
 /// trace id that Jaeger, the exemplars and every log line of the request carry.
@@ -147,45 +140,6 @@ pub async fn observe_http(
         Some(span_context),
     );
     response
-}
-
-/// The `endpoint` label: the matched route template, shared with the request (an `Arc`
-/// inside [`MatchedPath`]) rather than copied for every request.
-#[derive(Clone, Debug)]
-pub(crate) enum Endpoint {
-    Route(MatchedPath),
-    Unmatched,
-}
-
-impl Endpoint {
-    fn of(request: &Request) -> Self {
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .cloned()
-            .map_or(Self::Unmatched, Self::Route)
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Route(route) => route.as_str(),
-            Self::Unmatched => UNMATCHED_ROUTE,
-        }
-    }
-}
-
-impl PartialEq for Endpoint {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Endpoint {}
-
-impl Hash for Endpoint {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
 }
 
 /// The method as a label value. Unknown methods share `_OTHER` (the OpenTelemetry

@@ -91,6 +91,7 @@ mod exemplars;
 mod exposition;
 mod http_server;
 mod json_log;
+mod labels;
 mod metrics;
 #[cfg(target_os = "linux")]
 mod process;
@@ -102,7 +103,7 @@ mod tracing_init;
 pub use downstream::{DownstreamClient, DownstreamError, DownstreamErrorKind, DownstreamResponse};
 pub use exemplars::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, UnknownExemplarFilter};
 pub use exposition::Format;
-pub use http_server::{HttpObserver, TRACE_ID_HEADER, UNMATCHED_ROUTE, observe_http};
-pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics};
+pub use http_server::{HttpObserver, TRACE_ID_HEADER, observe_http};
+pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics, UNMATCHED_ROUTE};
 pub use shutdown::shutdown_signal;
 pub use tracing_init::{TelemetryGuard, init};

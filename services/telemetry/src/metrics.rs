@@ -1,10 +1,12 @@
 use std::{
     borrow::Cow,
-    fmt::{self, Write as _},
+    fmt,
+    hash::{Hash, Hasher},
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use axum::extract::{MatchedPath, Request};
 use opentelemetry::trace::SpanContext;
 use prometheus_client::{
     encoding::{EncodeLabelSet, LabelSetEncoder},
@@ -14,7 +16,7 @@ use prometheus_client::{
 
 use crate::{
     exemplars::{ExemplarFilter, TraceExemplar},
-    http_server::Endpoint,
+    labels::write_label,
 };
 
 /// Latency buckets from 5 ms to 10 s: fine at the bottom for the fast mesh calls,
@@ -272,18 +274,47 @@ impl fmt::Display for CallStatus {
     }
 }
 
-/// Writes one `key="value"` label; the encoder escapes the value.
-pub(crate) fn write_label(
-    encoder: &mut LabelSetEncoder,
-    key: &str,
-    value: impl fmt::Display,
-) -> fmt::Result {
-    let mut label = encoder.encode_label();
-    let mut key_encoder = label.encode_label_key()?;
-    key_encoder.write_str(key)?;
-    let mut value_encoder = key_encoder.encode_label_value()?;
-    write!(value_encoder, "{value}")?;
-    value_encoder.finish()
+/// The `endpoint` label (and span route) of requests that matched no route. One shared
+/// value, so that scanning random URLs cannot create new series.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The `endpoint` label: the matched route template, shared with the request (an `Arc`
+/// inside [`MatchedPath`]) rather than copied for every request.
+#[derive(Clone, Debug)]
+pub(crate) enum Endpoint {
+    Route(MatchedPath),
+    Unmatched,
+}
+
+impl Endpoint {
+    pub(crate) fn of(request: &Request) -> Self {
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .cloned()
+            .map_or(Self::Unmatched, Self::Route)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Route(route) => route.as_str(),
+            Self::Unmatched => UNMATCHED_ROUTE,
+        }
+    }
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Endpoint {}
+
+impl Hash for Endpoint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
 }
 
 #[cfg(test)]
