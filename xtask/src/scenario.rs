@@ -21,7 +21,13 @@ Examples:
   cargo xtask scenario errors --duration 120     # payment-service fails 30% of its requests
   cargo xtask scenario degradation               # inventory-service turns slow")]
 pub struct ScenarioArgs {
-    #[arg(value_enum)]
+    /// normal (3 minutes of traffic), spike (200 concurrent POST /api/action), errors
+    /// (payment-service fails 30% of its requests under normal traffic) or degradation
+    /// (inventory-service 200 to 800 ms slower under normal traffic; in the cluster also
+    /// down to one replica)
+    // The enum's own descriptions are those of `traffic --scenario`, which sends the
+    // traffic only; here the scenario also sets its faults.
+    #[arg(value_enum, hide_possible_values = true)]
     pub scenario: Scenario,
 
     /// How long the traffic runs, in seconds [default: the scenario's]

@@ -344,21 +344,31 @@ fn provisioning_reads_its_addresses_from_the_environment() {
     assert!(provider.contains("path: ${DASHBOARDS_DIR}"));
 }
 
+/// docs/dashboards.md says what every panel answers: a dashboard added or renamed must be
+/// described there too.
 #[test]
-fn the_readme_describes_every_panel() {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README");
+fn the_dashboards_doc_describes_every_panel() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/dashboards.md"))
+        .expect("docs/dashboards.md");
     let dashboards = load(&dashboards_dir()).expect("dashboards load");
     for (_, dashboard) in &dashboards {
         let title = dashboard["title"].as_str().expect("title");
         assert!(
-            readme.contains(&format!("**{title}**")),
-            "README does not describe {title}"
+            doc.contains(&format!("**{title}**")),
+            "docs/dashboards.md does not describe {title}"
         );
         for panel in dashboard["panels"].as_array().expect("panels") {
             let name = panel["title"].as_str().expect("title");
             assert!(
-                readme.contains(&format!("*{name}*")),
-                "README does not describe panel {title} / {name}"
+                doc.contains(&format!("- *{name}*: ")),
+                "docs/dashboards.md does not describe panel {title} / {name}"
+            );
+        }
+        for annotation in dashboard["annotations"]["list"].as_array().into_iter().flatten() {
+            let name = annotation["name"].as_str().expect("name");
+            assert!(
+                doc.contains(&format!("*{name}*")),
+                "docs/dashboards.md does not describe annotation {title} / {name}"
             );
         }
     }

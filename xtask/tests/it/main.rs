@@ -6,6 +6,7 @@ mod bench;
 mod clean;
 mod cli;
 mod cluster_plans;
+mod docs;
 mod grafana;
 mod image;
 mod local_mesh;
