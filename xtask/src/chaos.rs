@@ -9,7 +9,9 @@ use anyhow::{Context as _, bail};
 use mock_service::faults::{FaultSpec, Latency};
 use serde_json::Value;
 
-use crate::{mesh::RunningMesh, traffic::options::parse_duration};
+use loadgen::parse_duration;
+
+use crate::mesh::RunningMesh;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\

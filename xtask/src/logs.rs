@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use loadgen::parse_duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -22,7 +23,6 @@ use crate::{
         cluster::{MONITORING_NAMESPACE, SERVICES_NAMESPACE},
         local::log_file,
     },
-    traffic::options::parse_duration,
 };
 
 #[derive(Debug, clap::Args)]

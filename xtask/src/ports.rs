@@ -10,6 +10,9 @@ use mock_service::topology::Topology;
 /// `curl http://localhost:30080/...` works in both modes.
 pub const GATEWAY_PORT: u16 = 30080;
 
+/// The gateway's URL, the same for the local mesh and the kind cluster's NodePort.
+pub const GATEWAY_URL: &str = "http://localhost:30080";
+
 /// The service that takes the mesh's traffic: gateway-service, or in a topology
 /// without one, its first service.
 pub fn entry_service(topology: &Topology) -> &str {

@@ -10,6 +10,7 @@ use mock_service::faults::{FaultSpec, Latency};
 use crate::{
     chaos,
     mesh::{RunningMesh, cluster},
+    ports::GATEWAY_URL,
     traffic::{Scenario, Target, TrafficArgs},
 };
 
@@ -35,7 +36,7 @@ pub struct ScenarioArgs {
     pub duration: Option<u64>,
 
     /// Base URL of the gateway
-    #[arg(long, value_name = "URL", default_value = "http://localhost:30080")]
+    #[arg(long, value_name = "URL", default_value = GATEWAY_URL)]
     pub target: Target,
 
     /// Inject faults in the kind cluster's pods even if a local mesh is running

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use loadgen::{Endpoint, Mix, Report};
 use serde::Deserialize;
 
 use crate::cmd::{Cmd, find_on_path};
@@ -32,17 +33,17 @@ pub struct Shape {
     pub duration: Duration,
 }
 
-/// The project's generator: `xtask traffic` with no think time.
+/// The project's generator: `xtask traffic` to `endpoint` only, with no think time.
 pub fn traffic(
     xtask: &Path,
     address: &str,
-    mix: &str,
+    endpoint: Endpoint,
     shape: &Shape,
     json: &Path,
 ) -> anyhow::Result<Load> {
     Cmd::new(xtask, "running the traffic generator")
         .args(["traffic", "--target", &format!("http://{address}")])
-        .args(["--mix", mix, "--think", "0"])
+        .args(["--mix", &Mix::only(endpoint).to_string(), "--think", "0"])
         .args(["--users", &shape.connections.to_string()])
         .args(["--duration", &shape.duration.as_secs().to_string()])
         .arg("--json")
@@ -50,7 +51,7 @@ pub fn traffic(
         .read()?;
     let text =
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
-    let report: crate::traffic::Report = serde_json::from_str(&text)
+    let report: Report = serde_json::from_str(&text)
         .with_context(|| format!("parsing the traffic summary {}", json.display()))?;
     Ok(Load {
         requests_per_second: report.total.requests_per_second,

@@ -35,11 +35,13 @@ pub struct ZeroWork {
 
 impl BenchMesh {
     /// Starts every service of `graph`, exporting spans to `spans_to` (`None`: span
-    /// export off, metrics still on), and waits until each is ready.
+    /// export off, metrics still on), with exemplars or without, and waits until each is
+    /// ready.
     pub async fn start(
         binary: &Path,
         graph: &ZeroWork,
         spans_to: Option<&str>,
+        exemplars: bool,
         logs: &Path,
     ) -> anyhow::Result<BenchMesh> {
         let names: Vec<String> = graph.topology.services().map(|s| s.name.clone()).collect();
@@ -50,7 +52,7 @@ impl BenchMesh {
         let mut waits = Vec::new();
         for service in graph.topology.services() {
             let admin_port = free.next().context("a free port")?;
-            let cmd = service_command(
+            let mut cmd = service_command(
                 binary,
                 service,
                 &ports,
@@ -58,6 +60,9 @@ impl BenchMesh {
                 spans_to,
                 Some(&graph.file),
             );
+            if !exemplars {
+                cmd = cmd.env(telemetry::EXEMPLAR_FILTER_VARIABLE, "always_off");
+            }
             let log = logs.join(format!("{}.log", service.name));
             supervisor.spawn(&service.name, Role::Essential, cmd, log)?;
             waits.push(Wait {

@@ -18,6 +18,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use loadgen::Endpoint;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader},
     process::Child,
@@ -35,6 +36,7 @@ use crate::{
 use load::{Load, Shape};
 use machine::Machine;
 use mesh::BenchMesh;
+use report::{Build, ImageFigures, MeshRun, Results, Telemetry};
 pub use report::{RESULTS_END, RESULTS_START, splice};
 
 #[derive(Debug, clap::Args)]
@@ -71,51 +73,8 @@ pub struct BenchArgs {
     pub no_install: bool,
 }
 
-/// Every figure of one run.
-pub struct Results {
-    pub machine: Machine,
-    pub command: String,
-    pub revision: String,
-    pub date: String,
-    pub shape: Shape,
-    /// Each generator against the hello-world, or why it was skipped.
-    pub generators: Vec<(&'static str, Result<Load, String>)>,
-    pub mesh: Vec<MeshRun>,
-    pub spans_received: u64,
-    pub memory_idle: Vec<(String, footprint::Memory)>,
-    pub memory_loaded: Vec<(String, footprint::Memory)>,
-    pub startup: Result<Vec<Duration>, String>,
-    pub image: Result<ImageFigures, String>,
-    /// Why the image's binary was not run as a mesh, if it was not.
-    pub image_runs_skipped: Option<String>,
-}
-
-pub struct MeshRun {
-    pub build: Build,
-    pub spans: bool,
-    pub endpoint: &'static str,
-    pub load: Load,
-}
-
-/// Which build of the services ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Build {
-    /// `--release` for this machine (glibc): what `cargo xtask local --release` runs.
-    Release,
-    /// The image's static binary (musl): what the cluster runs.
-    Image,
-}
-
-pub struct ImageFigures {
-    pub rebuild: Duration,
-    pub image_bytes: Option<Result<u64, String>>,
-}
-
-/// The endpoints measured on the mesh: (traffic mix, label).
-const MESH_ENDPOINTS: [(&str, &str); 2] = [
-    ("action=1", "POST /api/action"),
-    ("data=1", "GET /api/data"),
-];
+/// The endpoints measured on the mesh, in this order.
+const MESH_ENDPOINTS: [Endpoint; 2] = [Endpoint::Action, Endpoint::Data];
 
 impl BenchArgs {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -154,13 +113,26 @@ impl BenchArgs {
         };
         step("the mesh, span export on (idle memory, then load)");
         let exporting = meshes
-            .measure(&binaries.service, Build::Release, true, &MESH_ENDPOINTS)
+            .measure(
+                &binaries.service,
+                Build::Release,
+                Telemetry::Spans,
+                &MESH_ENDPOINTS,
+            )
             .await?;
-        step("the mesh, span export off (OTEL_SDK_DISABLED=true)");
-        let quiet = meshes
-            .measure(&binaries.service, Build::Release, false, &MESH_ENDPOINTS)
-            .await?;
-        let mut mesh_runs: Vec<MeshRun> = exporting.runs.into_iter().chain(quiet.runs).collect();
+        let mut mesh_runs: Vec<MeshRun> = exporting.runs;
+        for telemetry in [Telemetry::SpansWithoutExemplars, Telemetry::MetricsOnly] {
+            step(&format!("the mesh, {}", telemetry.describe()));
+            let measured = meshes
+                .measure(
+                    &binaries.service,
+                    Build::Release,
+                    telemetry,
+                    &MESH_ENDPOINTS,
+                )
+                .await?;
+            mesh_runs.extend(measured.runs);
+        }
 
         step("the image's static (musl) binary: the mesh, span export on and off");
         let image_runs = meshes.measure_image().await.map_err(|e| format!("{e:#}"));
@@ -237,7 +209,7 @@ impl BenchArgs {
             load::traffic(
                 &binaries.xtask,
                 &address,
-                "data=1",
+                Endpoint::Data,
                 shape,
                 &work.join("hello-traffic.json"),
             )
@@ -328,34 +300,36 @@ impl MeshBench<'_> {
         &self,
         binary: &Path,
         build: Build,
-        spans: bool,
-        endpoints: &[(&str, &'static str)],
+        telemetry: Telemetry,
+        endpoints: &[Endpoint],
     ) -> anyhow::Result<MeshMeasurement> {
         let label = format!(
-            "{}-spans-{}",
+            "{}-{}",
             if build == Build::Image {
                 "image"
             } else {
                 "release"
             },
-            if spans { "on" } else { "off" }
+            telemetry.label()
         );
-        let spans_to = spans.then_some(self.otlp_endpoint);
+        let spans_to = telemetry.spans().then_some(self.otlp_endpoint);
         let logs = self.work.join("logs").join(&label);
-        let mesh = BenchMesh::start(binary, self.graph, spans_to, &logs).await?;
+        let mesh =
+            BenchMesh::start(binary, self.graph, spans_to, telemetry.exemplars(), &logs).await?;
         // A moment to settle, so that "idle" comes after start-up's allocations.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let memory_idle = mesh.memory()?;
         let runs = endpoints
             .iter()
-            .map(|(mix, endpoint)| {
-                let name = mix.trim_end_matches("=1");
-                let json = self.work.join(format!("mesh-{name}-{label}.json"));
-                let load = load::traffic(self.xtask, &mesh.gateway, mix, self.shape, &json)?;
+            .map(|endpoint| {
+                let json = self
+                    .work
+                    .join(format!("mesh-{}-{label}.json", endpoint.key()));
+                let load = load::traffic(self.xtask, &mesh.gateway, *endpoint, self.shape, &json)?;
                 Ok(MeshRun {
                     build,
-                    spans,
-                    endpoint,
+                    telemetry,
+                    endpoint: *endpoint,
                     load,
                 })
             })
@@ -373,9 +347,9 @@ impl MeshBench<'_> {
     async fn measure_image(&self) -> anyhow::Result<Vec<MeshRun>> {
         let binary = build_binary(Runner { dry_run: false })?;
         let mut runs = Vec::new();
-        for spans in [true, false] {
+        for telemetry in [Telemetry::Spans, Telemetry::MetricsOnly] {
             let measured = self
-                .measure(&binary, Build::Image, spans, &MESH_ENDPOINTS[..1])
+                .measure(&binary, Build::Image, telemetry, &MESH_ENDPOINTS[..1])
                 .await?;
             runs.extend(measured.runs);
         }

@@ -1,17 +1,105 @@
-//! The results as Markdown tables, each figure beside its target, and their place in
-//! docs/benchmarks.md (between two markers; the hand-written text around them is kept).
+//! Every figure of one run, as Markdown tables (one function per section, each figure
+//! beside its target), and their place in docs/benchmarks.md (between two markers; the
+//! hand-written text around them is kept).
 
-use std::{fmt::Write as _, time::Duration};
+use std::time::Duration;
 
+use loadgen::Endpoint;
 use mock_service::topology::{Route, Topology};
 
-use super::{Build, Results, load::Load};
+use super::{
+    footprint::Memory,
+    load::{Load, Shape},
+    machine::Machine,
+    servers::HELLO_PATH,
+};
 
 pub const RESULTS_START: &str =
     "<!-- results of `cargo xtask bench`: each run replaces everything down to the end marker -->";
 pub const RESULTS_END: &str = "<!-- end of the results of `cargo xtask bench` -->";
 
 const MIB: f64 = 1024.0;
+
+/// Every figure of one run.
+pub struct Results {
+    pub machine: Machine,
+    pub command: String,
+    pub revision: String,
+    pub date: String,
+    pub shape: Shape,
+    /// Each generator against the hello-world, or why it was skipped.
+    pub generators: Vec<(&'static str, Result<Load, String>)>,
+    pub mesh: Vec<MeshRun>,
+    pub spans_received: u64,
+    pub memory_idle: Vec<(String, Memory)>,
+    pub memory_loaded: Vec<(String, Memory)>,
+    pub startup: Result<Vec<Duration>, String>,
+    pub image: Result<ImageFigures, String>,
+    /// Why the image's binary was not run as a mesh, if it was not.
+    pub image_runs_skipped: Option<String>,
+}
+
+/// One endpoint driven at full speed through one mesh.
+pub struct MeshRun {
+    pub build: Build,
+    pub telemetry: Telemetry,
+    pub endpoint: Endpoint,
+    pub load: Load,
+}
+
+/// Which build of the services ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// `--release` for this machine (glibc): what `cargo xtask local --release` runs.
+    Release,
+    /// The image's static binary (musl): what the cluster runs.
+    Image,
+}
+
+/// What the services export besides their metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Telemetry {
+    /// Spans to the OTLP receiver, and exemplars on the latency histograms: the default.
+    Spans,
+    /// Spans, but no exemplars (`OTEL_METRICS_EXEMPLAR_FILTER=always_off`).
+    SpansWithoutExemplars,
+    /// No spans (`OTEL_SDK_DISABLED=true`), so no exemplars either.
+    MetricsOnly,
+}
+
+impl Telemetry {
+    pub fn spans(self) -> bool {
+        self != Telemetry::MetricsOnly
+    }
+
+    pub fn exemplars(self) -> bool {
+        self == Telemetry::Spans
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Telemetry::Spans => "span export on",
+            Telemetry::SpansWithoutExemplars => {
+                "span export on, exemplars off (OTEL_METRICS_EXEMPLAR_FILTER=always_off)"
+            }
+            Telemetry::MetricsOnly => "span export off (OTEL_SDK_DISABLED=true)",
+        }
+    }
+
+    /// For file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Telemetry::Spans => "spans-on",
+            Telemetry::SpansWithoutExemplars => "spans-on-exemplars-off",
+            Telemetry::MetricsOnly => "spans-off",
+        }
+    }
+}
+
+pub struct ImageFigures {
+    pub rebuild: Duration,
+    pub image_bytes: Option<Result<u64, String>>,
+}
 
 /// `existing` with its results section replaced by `results` (appended when it has none;
 /// a new file when there is none).
@@ -44,6 +132,16 @@ pub fn exchanges_per_request(topology: &Topology, service: &str, route: Route) -
         .sum::<f64>()
 }
 
+/// [`exchanges_per_request`] at the guide's gateway, for the route `endpoint` is.
+fn exchanges_at_gateway(endpoint: Endpoint) -> f64 {
+    Route::ALL
+        .into_iter()
+        .find(|route| route.path() == endpoint.path())
+        .map_or(f64::NAN, |route| {
+            exchanges_per_request(&Topology::guide(), "gateway-service", route)
+        })
+}
+
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
@@ -52,7 +150,94 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+/// A reason on one line, for a table cell or a sentence.
+fn one_line(why: &str) -> String {
+    why.replace('\n', " ")
+}
+
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A Markdown table: a header row, the alignment row, then `rows`.
+fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let cells: Vec<&str> = cells.collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let mut out = line(&mut columns.iter().map(|(name, _)| *name));
+    let alignment: Vec<&str> = columns
+        .iter()
+        .map(|(_, align)| match align {
+            Align::Left => "---",
+            Align::Right => "---:",
+        })
+        .collect();
+    out.push_str(&format!("|{}|\n", alignment.join("|")));
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// A target, what was measured, and whether it is met.
+struct Verdict {
+    target: String,
+    measured: String,
+    verdict: String,
+}
+
+/// The targets of a section, after a blank line.
+fn verdicts(rows: &[Verdict]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            vec![
+                row.target.clone(),
+                row.measured.clone(),
+                row.verdict.clone(),
+            ]
+        })
+        .collect();
+    let columns = [
+        ("Target", Align::Left),
+        ("Measured", Align::Right),
+        ("", Align::Left),
+    ];
+    format!("\n{}", table(&columns, &rows))
+}
+
+/// The endpoints measured on the mesh, in the order they ran.
+fn endpoints_of(runs: &[MeshRun]) -> Vec<Endpoint> {
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for run in runs {
+        if !endpoints.contains(&run.endpoint) {
+            endpoints.push(run.endpoint);
+        }
+    }
+    endpoints
+}
+
 impl Results {
+    pub fn markdown(&self) -> String {
+        [
+            self.heading(),
+            self.mesh_throughput(),
+            self.image_mesh(),
+            self.telemetry_overhead(),
+            self.footprint(),
+            self.load_generators(),
+            self.image_and_inner_loop(),
+        ]
+        .concat()
+    }
+
     fn hello_rps(&self) -> f64 {
         self.generators
             .first()
@@ -60,327 +245,373 @@ impl Results {
             .map_or(f64::NAN, |load| load.requests_per_second)
     }
 
-    fn mesh_run(&self, spans: bool, endpoint: &str) -> Option<&Load> {
-        self.run_of(Build::Release, spans, endpoint)
-    }
-
-    fn run_of(&self, build: Build, spans: bool, endpoint: &str) -> Option<&Load> {
+    fn run_of(&self, build: Build, telemetry: Telemetry, endpoint: Endpoint) -> Option<&Load> {
         self.mesh
             .iter()
-            .find(|run| run.build == build && run.spans == spans && run.endpoint == endpoint)
+            .find(|run| {
+                run.build == build && run.telemetry == telemetry && run.endpoint == endpoint
+            })
             .map(|run| &run.load)
     }
 
+    fn release_run(&self, telemetry: Telemetry, endpoint: Endpoint) -> Option<&Load> {
+        self.run_of(Build::Release, telemetry, endpoint)
+    }
+
+    /// The share of requests per second lost to `with` against `without`, for `endpoint`.
+    fn cost(&self, with: Telemetry, without: Telemetry, endpoint: Endpoint) -> Option<f64> {
+        let with = self.release_run(with, endpoint)?;
+        let without = self.release_run(without, endpoint)?;
+        Some(1.0 - with.requests_per_second / without.requests_per_second)
+    }
+
     /// (action rps x exchanges per action) / hello-world rps, both by `xtask traffic`.
-    pub fn efficiency(&self, spans: bool, exchanges_per_action: f64) -> f64 {
-        self.mesh_run(spans, "POST /api/action")
+    fn efficiency(&self, telemetry: Telemetry) -> f64 {
+        self.release_run(telemetry, Endpoint::Action)
             .map_or(f64::NAN, |load| {
-                load.requests_per_second * exchanges_per_action
+                load.requests_per_second * exchanges_at_gateway(Endpoint::Action)
             })
             / self.hello_rps()
     }
 
-    /// The share of requests per second lost to span export, for `endpoint`.
-    pub fn tracing_cost(&self, endpoint: &str) -> f64 {
-        match (
-            self.mesh_run(true, endpoint),
-            self.mesh_run(false, endpoint),
-        ) {
-            (Some(on), Some(off)) => 1.0 - on.requests_per_second / off.requests_per_second,
-            _ => f64::NAN,
-        }
-    }
-
-    pub fn markdown(&self) -> String {
-        let topology = Topology::guide();
-        let per_action = exchanges_per_request(&topology, "gateway-service", Route::Action);
-        let per_data = exchanges_per_request(&topology, "gateway-service", Route::Data);
-        let mut out = String::new();
-        let w = &mut out;
-        let _ = writeln!(w, "## Results\n");
-        let _ = writeln!(
-            w,
-            "Produced by `{}` at {} (revision {}).\n",
-            self.command, self.date, self.revision
+    fn heading(&self) -> String {
+        let mut out = format!(
+            "## Results\n\nProduced by `{}` at {} (revision {}).\n\n- Machine: {}\n",
+            self.command, self.date, self.revision, self.machine
         );
-        let _ = writeln!(w, "- Machine: {}", self.machine);
-        let _ = writeln!(
-            w,
+        out.push_str(&format!(
             "- Load: {} keep-alive connections, {} s per run, at full speed (no think time). \
-             Generators share the cores with what they drive.",
+             Generators share the cores with what they drive.\n",
             self.shape.connections,
             self.shape.duration.as_secs()
-        );
+        ));
         if self.shape.duration < Duration::from_secs(10) {
-            let _ = writeln!(
-                w,
-                "- Short runs: the figures are rough; the full run is `cargo xtask bench`."
+            out.push_str(
+                "- Short runs: the figures are rough; the full run is `cargo xtask bench`.\n",
             );
         }
+        out
+    }
 
-        let _ = writeln!(w, "\n### 1. Mesh throughput\n");
-        let _ = writeln!(
-            w,
-            "The guide's call graph with no simulated work (`work_ms` removed), release build, span \
-             export on to an OTLP/gRPC receiver, metrics on.\n"
-        );
-        let _ = writeln!(
-            w,
-            "| Endpoint | HTTP exchanges per request | Requests/s | p50 ms | p99 ms | Failures |"
-        );
-        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
-        for (endpoint, exchanges) in [
-            ("POST /api/action", per_action),
-            ("GET /api/data", per_data),
-        ] {
-            if let Some(load) = self.mesh_run(true, endpoint) {
-                let _ = writeln!(
-                    w,
-                    "| {endpoint} | {exchanges:.1} | {:.0} | {:.2} | {:.2} | {} |",
-                    load.requests_per_second, load.p50_ms, load.p99_ms, load.failures
-                );
-            }
-        }
+    fn mesh_throughput(&self) -> String {
+        let rows: Vec<Vec<String>> = endpoints_of(&self.mesh)
+            .into_iter()
+            .filter_map(|endpoint| {
+                let load = self.release_run(Telemetry::Spans, endpoint)?;
+                Some(vec![
+                    endpoint.to_string(),
+                    format!("{:.1}", exchanges_at_gateway(endpoint)),
+                    format!("{:.0}", load.requests_per_second),
+                    format!("{:.2}", load.p50_ms),
+                    format!("{:.2}", load.p99_ms),
+                    load.failures.to_string(),
+                ])
+            })
+            .collect();
+        let columns = [
+            ("Endpoint", Align::Left),
+            ("HTTP exchanges per request", Align::Right),
+            ("Requests/s", Align::Right),
+            ("p50 ms", Align::Right),
+            ("p99 ms", Align::Right),
+            ("Failures", Align::Right),
+        ];
         let actions = self
-            .mesh_run(true, "POST /api/action")
-            .map_or(f64::NAN, |l| l.requests_per_second);
-        let efficiency = self.efficiency(true, per_action);
-        let _ = writeln!(w, "\n| Target | Measured | |\n|---|---:|---|");
-        let _ = writeln!(
-            w,
-            "| at least 2,000 actions/s on 2 cores | {actions:.0}/s on {} cores | {} |",
-            self.machine.cores,
-            if self.machine.cores == 2 {
-                met(actions >= 2000.0)
-            } else {
-                "not comparable"
-            }
-        );
-        let _ = writeln!(
-            w,
-            "| efficiency at least 0.5: actions/s x {per_action:.0} / hello-world req/s ({:.0}) | {efficiency:.2} | {} |",
-            self.hello_rps(),
-            met(efficiency >= 0.5)
-        );
+            .release_run(Telemetry::Spans, Endpoint::Action)
+            .map_or(f64::NAN, |load| load.requests_per_second);
+        let efficiency = self.efficiency(Telemetry::Spans);
+        let cores = self.machine.cores;
+        let targets = [
+            Verdict {
+                target: "at least 2,000 actions/s on 2 cores".to_owned(),
+                measured: format!("{actions:.0}/s on {cores} cores"),
+                verdict: if cores == 2 {
+                    met(actions >= 2000.0)
+                } else {
+                    "not comparable"
+                }
+                .to_owned(),
+            },
+            Verdict {
+                target: format!(
+                    "efficiency at least 0.5: actions/s x {:.0} / hello-world req/s ({:.0})",
+                    exchanges_at_gateway(Endpoint::Action),
+                    self.hello_rps()
+                ),
+                measured: format!("{efficiency:.2}"),
+                verdict: met(efficiency >= 0.5).to_owned(),
+            },
+        ];
+        format!(
+            "\n### 1. Mesh throughput\n\nThe guide's call graph with no simulated work (`work_ms` \
+             removed), release build, span export on to an OTLP/gRPC receiver, metrics on.\n\n{}{}",
+            table(&columns, &rows),
+            verdicts(&targets)
+        )
+    }
 
-        let _ = writeln!(
-            w,
-            "\nThe image's static binary (musl, what the kind cluster runs), the same way, POST /api/action only:\n"
-        );
-        let _ = writeln!(
-            w,
-            "| Spans | Requests/s | p50 ms | p99 ms | Failures | Image / release build |"
-        );
-        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
-        for spans in [true, false] {
-            if let (Some(image), Some(release)) = (
-                self.run_of(Build::Image, spans, "POST /api/action"),
-                self.mesh_run(spans, "POST /api/action"),
-            ) {
-                let _ = writeln!(
-                    w,
-                    "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} |",
-                    if spans { "on" } else { "off" },
-                    image.requests_per_second,
-                    image.p50_ms,
-                    image.p99_ms,
-                    image.failures,
-                    image.requests_per_second / release.requests_per_second
-                );
-            }
-        }
-        if let Some(why) = &self.image_runs_skipped {
-            let _ = writeln!(w, "\nNot measured: {}", why.replace('\n', " "));
-        }
+    fn image_mesh(&self) -> String {
+        let rows: Vec<Vec<String>> = [Telemetry::Spans, Telemetry::MetricsOnly]
+            .into_iter()
+            .filter_map(|telemetry| {
+                let image = self.run_of(Build::Image, telemetry, Endpoint::Action)?;
+                let release = self.release_run(telemetry, Endpoint::Action)?;
+                Some(vec![
+                    if telemetry.spans() { "on" } else { "off" }.to_owned(),
+                    format!("{:.0}", image.requests_per_second),
+                    format!("{:.2}", image.p50_ms),
+                    format!("{:.2}", image.p99_ms),
+                    image.failures.to_string(),
+                    format!(
+                        "{:.2}",
+                        image.requests_per_second / release.requests_per_second
+                    ),
+                ])
+            })
+            .collect();
+        let columns = [
+            ("Spans", Align::Left),
+            ("Requests/s", Align::Right),
+            ("p50 ms", Align::Right),
+            ("p99 ms", Align::Right),
+            ("Failures", Align::Right),
+            ("Image / release build", Align::Right),
+        ];
+        let skipped = self
+            .image_runs_skipped
+            .as_deref()
+            .map_or(String::new(), |why| {
+                format!("\nNot measured: {}\n", one_line(why))
+            });
+        format!(
+            "\nThe image's static binary (musl, what the kind cluster runs), the same way, POST \
+             /api/action only:\n\n{}{skipped}",
+            table(&columns, &rows)
+        )
+    }
 
-        let _ = writeln!(w, "\n### 2. Telemetry overhead\n");
-        let _ = writeln!(
-            w,
-            "The same mesh with span export on, and with `OTEL_SDK_DISABLED=true` (no spans; \
-             metrics still on). Over the whole run the OTLP receiver got {} spans.\n",
-            self.spans_received
-        );
-        let _ = writeln!(
-            w,
-            "| Endpoint | Requests/s, spans on | Requests/s, spans off | Fewer with spans | Target: under 15% |"
-        );
-        let _ = writeln!(w, "|---|---:|---:|---:|---|");
-        for (_, endpoint) in super::MESH_ENDPOINTS {
-            if let (Some(on), Some(off)) = (
-                self.mesh_run(true, endpoint),
-                self.mesh_run(false, endpoint),
-            ) {
-                let cost = self.tracing_cost(endpoint);
-                let _ = writeln!(
-                    w,
-                    "| {endpoint} | {:.0} | {:.0} | {:.1}% | {} |",
-                    on.requests_per_second,
-                    off.requests_per_second,
-                    cost * 100.0,
-                    met(cost < 0.15)
-                );
-            }
-        }
-        let efficiency_off = self.efficiency(false, per_action);
-        let _ = writeln!(w, "\nEfficiency with spans off: {efficiency_off:.2}.");
+    fn telemetry_overhead(&self) -> String {
+        let rows: Vec<Vec<String>> = endpoints_of(&self.mesh)
+            .into_iter()
+            .filter_map(|endpoint| {
+                let rps = |telemetry| {
+                    self.release_run(telemetry, endpoint)
+                        .map(|load| format!("{:.0}", load.requests_per_second))
+                };
+                let spans_cost = self.cost(Telemetry::Spans, Telemetry::MetricsOnly, endpoint)?;
+                let exemplars_cost =
+                    self.cost(Telemetry::Spans, Telemetry::SpansWithoutExemplars, endpoint)?;
+                Some(vec![
+                    endpoint.to_string(),
+                    rps(Telemetry::Spans)?,
+                    rps(Telemetry::SpansWithoutExemplars)?,
+                    rps(Telemetry::MetricsOnly)?,
+                    percent(spans_cost),
+                    met(spans_cost < 0.15).to_owned(),
+                    percent(exemplars_cost),
+                ])
+            })
+            .collect();
+        let columns = [
+            ("Endpoint", Align::Left),
+            ("Requests/s, spans on", Align::Right),
+            ("Requests/s, spans on, exemplars off", Align::Right),
+            ("Requests/s, spans off", Align::Right),
+            ("Fewer with spans", Align::Right),
+            ("Target: under 15%", Align::Left),
+            ("Fewer with exemplars", Align::Right),
+        ];
+        format!(
+            "\n### 2. Telemetry overhead\n\nThe same mesh with span export on (and exemplars on \
+             the latency histograms, the default), with span export on and \
+             `OTEL_METRICS_EXEMPLAR_FILTER=always_off` (no exemplars), and with \
+             `OTEL_SDK_DISABLED=true` (no spans, so no exemplars; metrics still on). Over the \
+             whole run the OTLP receiver got {} spans.\n\n{}\nEfficiency with spans off: {:.2}.\n",
+            self.spans_received,
+            table(&columns, &rows),
+            self.efficiency(Telemetry::MetricsOnly)
+        )
+    }
 
-        let _ = writeln!(w, "\n### 3. Footprint\n");
-        let _ = writeln!(
-            w,
-            "Resident memory (VmRSS) of each service of the span-export mesh: idle after start, and \
-             after its {} s of load above; peak is VmHWM.\n",
-            self.shape.duration.as_secs() * super::MESH_ENDPOINTS.len() as u64
-        );
-        let _ = writeln!(
-            w,
-            "| Service | Idle MiB | After load MiB | Peak MiB |\n|---|---:|---:|---:|"
-        );
-        let mut totals = [0u64; 3];
-        for ((name, idle), (_, loaded)) in self.memory_idle.iter().zip(&self.memory_loaded) {
-            let _ = writeln!(
-                w,
-                "| {name} | {:.1} | {:.1} | {:.1} |",
-                idle.rss_kib as f64 / MIB,
-                loaded.rss_kib as f64 / MIB,
-                loaded.peak_kib as f64 / MIB
-            );
-            totals[0] += idle.rss_kib;
-            totals[1] += loaded.rss_kib;
-            totals[2] += loaded.peak_kib;
-        }
-        let _ = writeln!(
-            w,
-            "| **the mesh** | {:.1} | {:.1} | {:.1} |",
-            totals[0] as f64 / MIB,
-            totals[1] as f64 / MIB,
-            totals[2] as f64 / MIB
-        );
-        let max_idle = self
+    fn footprint(&self) -> String {
+        let mib = |kib: u64| format!("{:.1}", kib as f64 / MIB);
+        let mut rows: Vec<Vec<String>> = self
             .memory_idle
             .iter()
-            .map(|(_, m)| m.rss_kib)
-            .max()
-            .unwrap_or(0) as f64
-            / MIB;
-        let max_loaded = self
-            .memory_loaded
+            .zip(&self.memory_loaded)
+            .map(|((name, idle), (_, loaded))| {
+                vec![
+                    name.clone(),
+                    mib(idle.rss_kib),
+                    mib(loaded.rss_kib),
+                    mib(loaded.peak_kib),
+                ]
+            })
+            .collect();
+        let sum = |memory: &[(String, Memory)], kib: fn(&Memory) -> u64| -> u64 {
+            memory.iter().map(|(_, m)| kib(m)).sum()
+        };
+        rows.push(vec![
+            "**the mesh**".to_owned(),
+            mib(sum(&self.memory_idle, |m| m.rss_kib)),
+            mib(sum(&self.memory_loaded, |m| m.rss_kib)),
+            mib(sum(&self.memory_loaded, |m| m.peak_kib)),
+        ]);
+        let largest = |memory: &[(String, Memory)], kib: fn(&Memory) -> u64| -> f64 {
+            memory.iter().map(|(_, m)| kib(m)).max().unwrap_or(0) as f64 / MIB
+        };
+        let max_idle = largest(&self.memory_idle, |m| m.rss_kib);
+        let max_loaded = largest(&self.memory_loaded, |m| m.peak_kib);
+        let targets = [
+            Verdict {
+                target: "under 10 MiB idle per service".to_owned(),
+                measured: format!("largest {max_idle:.1} MiB"),
+                verdict: met(max_idle < 10.0).to_owned(),
+            },
+            Verdict {
+                target: "under 25 MiB under load per service".to_owned(),
+                measured: format!("largest peak {max_loaded:.1} MiB"),
+                verdict: met(max_loaded < 25.0).to_owned(),
+            },
+            self.startup_verdict(),
+        ];
+        let loaded_runs = self
+            .mesh
             .iter()
-            .map(|(_, m)| m.peak_kib)
-            .max()
-            .unwrap_or(0) as f64
-            / MIB;
-        let _ = writeln!(w, "\n| Target | Measured | |\n|---|---:|---|");
-        let _ = writeln!(
-            w,
-            "| under 10 MiB idle per service | largest {max_idle:.1} MiB | {} |",
-            met(max_idle < 10.0)
-        );
-        let _ = writeln!(
-            w,
-            "| under 25 MiB under load per service | largest peak {max_loaded:.1} MiB | {} |",
-            met(max_loaded < 25.0)
-        );
+            .filter(|run| run.build == Build::Release && run.telemetry == Telemetry::Spans)
+            .count() as u32;
+        let columns = [
+            ("Service", Align::Left),
+            ("Idle MiB", Align::Right),
+            ("After load MiB", Align::Right),
+            ("Peak MiB", Align::Right),
+        ];
+        format!(
+            "\n### 3. Footprint\n\nResident memory (VmRSS) of each service of the span-export \
+             mesh: idle after start, and after its {} s of load above; peak is VmHWM.\n\n{}{}",
+            (self.shape.duration * loaded_runs).as_secs(),
+            table(&columns, &rows),
+            verdicts(&targets)
+        )
+    }
+
+    fn startup_verdict(&self) -> Verdict {
+        let target = "start-up, exec to 200 on /ready, under 50 ms".to_owned();
         match &self.startup {
             Ok(times) => {
                 let mut times = times.clone();
                 times.sort();
                 let median = times.get(times.len() / 2).copied().unwrap_or_default();
                 let slowest = times.last().copied().unwrap_or_default();
-                let _ = writeln!(
-                    w,
-                    "| start-up, exec to 200 on /ready, under 50 ms | median {:.1} ms, slowest {:.1} ms of {} starts | {} |",
-                    ms(median),
-                    ms(slowest),
-                    times.len(),
-                    met(ms(slowest) < 50.0)
-                );
+                Verdict {
+                    target,
+                    measured: format!(
+                        "median {:.1} ms, slowest {:.1} ms of {} starts",
+                        ms(median),
+                        ms(slowest),
+                        times.len()
+                    ),
+                    verdict: met(ms(slowest) < 50.0).to_owned(),
+                }
             }
-            Err(why) => {
-                let _ = writeln!(
-                    w,
-                    "| start-up, exec to 200 on /ready, under 50 ms | not measured: {} | |",
-                    why.replace('\n', " ")
-                );
-            }
+            Err(why) => Verdict {
+                target,
+                measured: format!("not measured: {}", one_line(why)),
+                verdict: String::new(),
+            },
         }
+    }
 
-        let _ = writeln!(w, "\n### 4. Load generators\n");
-        let _ = writeln!(
-            w,
-            "Each against the same bare axum hello-world (`GET {}`), one after the other, with the \
-             same connections and duration. Latency is what each tool reports.\n",
-            super::servers::HELLO_PATH
-        );
-        let _ = writeln!(
-            w,
-            "| Generator | Requests/s | p50 ms | p99 ms | Failures | xtask traffic / this |\n|---|---:|---:|---:|---:|---:|"
-        );
+    fn load_generators(&self) -> String {
         let ours = self.hello_rps();
-        for (name, load) in &self.generators {
-            match load {
-                Ok(load) => {
-                    let _ = writeln!(
-                        w,
-                        "| {name} | {:.0} | {:.3} | {:.3} | {} | {:.2} |",
-                        load.requests_per_second,
-                        load.p50_ms,
-                        load.p99_ms,
-                        load.failures,
-                        ours / load.requests_per_second
-                    );
-                }
+        let rows: Vec<Vec<String>> = self
+            .generators
+            .iter()
+            .map(|(name, load)| match load {
+                Ok(load) => vec![
+                    (*name).to_owned(),
+                    format!("{:.0}", load.requests_per_second),
+                    format!("{:.3}", load.p50_ms),
+                    format!("{:.3}", load.p99_ms),
+                    load.failures.to_string(),
+                    format!("{:.2}", ours / load.requests_per_second),
+                ],
                 Err(why) => {
-                    let _ = writeln!(
-                        w,
-                        "| {name} | skipped: {} | | | | |",
-                        why.replace('\n', " ")
-                    );
+                    let mut row = vec![(*name).to_owned(), format!("skipped: {}", one_line(why))];
+                    row.resize(6, String::new());
+                    row
                 }
-            }
-        }
-        let _ = writeln!(w, "\n| Target | Measured | |\n|---|---:|---|");
+            })
+            .collect();
         // (peer, target, the share of the peer's rate that meets it)
-        for (name, target, share) in [
+        let targets: Vec<Verdict> = [
             ("oha", "at least oha's rate", 1.0),
             ("wrk", "within 20% of wrk", 0.8),
-        ] {
+        ]
+        .into_iter()
+        .map(|(name, target, share)| {
             let rate = self
                 .generators
                 .iter()
                 .find(|(n, _)| *n == name)
                 .and_then(|(_, load)| load.as_ref().ok())
                 .map(|load| load.requests_per_second);
-            let _ = match rate {
-                Some(rate) => writeln!(
-                    w,
-                    "| {target} | {:.2} x {name} | {} |",
-                    ours / rate,
-                    met(ours >= share * rate)
-                ),
-                None => writeln!(w, "| {target} | {name} skipped | not measured |"),
-            };
-        }
+            match rate {
+                Some(rate) => Verdict {
+                    target: target.to_owned(),
+                    measured: format!("{:.2} x {name}", ours / rate),
+                    verdict: met(ours >= share * rate).to_owned(),
+                },
+                None => Verdict {
+                    target: target.to_owned(),
+                    measured: format!("{name} skipped"),
+                    verdict: "not measured".to_owned(),
+                },
+            }
+        })
+        .collect();
+        let columns = [
+            ("Generator", Align::Left),
+            ("Requests/s", Align::Right),
+            ("p50 ms", Align::Right),
+            ("p99 ms", Align::Right),
+            ("Failures", Align::Right),
+            ("xtask traffic / this", Align::Right),
+        ];
+        format!(
+            "\n### 4. Load generators\n\nEach against the same bare axum hello-world (`GET \
+             {HELLO_PATH}`), one after the other, with the same connections and duration. \
+             Latency is what each tool reports.\n\n{}{}",
+            table(&columns, &rows),
+            verdicts(&targets)
+        )
+    }
 
-        let _ = writeln!(w, "\n### 5. Image and inner loop\n");
-        match &self.image {
+    fn image_and_inner_loop(&self) -> String {
+        let body = match &self.image {
             Ok(image) => {
-                let _ = writeln!(
-                    w,
-                    "| Figure | Measured |\n|---|---:|\n| rebuild of the image's static binary after touching a handler (`cargo xtask images --binary-only`'s build) | {:.1} s |",
-                    image.rebuild.as_secs_f64()
-                );
                 let size = match &image.image_bytes {
                     Some(Ok(bytes)) => format!("{:.1} MB", *bytes as f64 / 1e6),
-                    Some(Err(why)) => format!("not measured: {}", why.replace('\n', " ")),
+                    Some(Err(why)) => format!("not measured: {}", one_line(why)),
                     None => "not measured: no Docker engine answers".to_owned(),
                 };
-                let _ = writeln!(w, "| image size (`docker image inspect`) | {size} |");
+                let rows = [
+                    vec![
+                        "rebuild of the image's static binary after touching a handler \
+                         (`cargo xtask images --binary-only`'s build)"
+                            .to_owned(),
+                        format!("{:.1} s", image.rebuild.as_secs_f64()),
+                    ],
+                    vec!["image size (`docker image inspect`)".to_owned(), size],
+                ];
+                table(
+                    &[("Figure", Align::Left), ("Measured", Align::Right)],
+                    &rows,
+                )
             }
-            Err(why) => {
-                let _ = writeln!(w, "Not measured: {}", why.replace('\n', " "));
-            }
-        }
-        out
+            Err(why) => format!("Not measured: {}\n", one_line(why)),
+        };
+        format!("\n### 5. Image and inner loop\n\n{body}")
     }
 }
 
@@ -410,12 +641,24 @@ mod tests {
 
     #[test]
     fn exchanges_follow_the_call_graph_and_its_probabilities() {
-        let topology = Topology::guide();
         // POST /api/action: ten server spans in one trace (the guide's graph).
-        let action = exchanges_per_request(&topology, "gateway-service", Route::Action);
+        let action = exchanges_at_gateway(Endpoint::Action);
         assert!((action - 10.0).abs() < 1e-9, "{action}");
         // GET /api/data: the gateway, then product-service and inventory-service in 70%.
-        let data = exchanges_per_request(&topology, "gateway-service", Route::Data);
+        let data = exchanges_at_gateway(Endpoint::Data);
         assert!((data - 2.4).abs() < 1e-9, "{data}");
+        assert!(exchanges_at_gateway(Endpoint::Health).is_nan());
+    }
+
+    #[test]
+    fn tables_are_markdown() {
+        let rows = [
+            vec!["a".to_owned(), "1".to_owned()],
+            vec!["b".to_owned(), "2".to_owned()],
+        ];
+        assert_eq!(
+            table(&[("Name", Align::Left), ("N", Align::Right)], &rows),
+            "| Name | N |\n|---|---:|\n| a | 1 |\n| b | 2 |\n"
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::sync::{
 };
 
 use axum::{Router, routing::get};
+use mock_service::endpoints;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
@@ -21,7 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tokio::net::TcpListener;
 
 /// What the hello-world answers, on the path the load generators use.
-pub const HELLO_PATH: &str = "/api/data";
+pub const HELLO_PATH: &str = endpoints::DATA;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -73,7 +74,7 @@ pub fn hello_app() -> Router {
     }
     Router::new()
         .route(HELLO_PATH, get(hello))
-        .route("/health", get(hello))
+        .route(endpoints::HEALTH, get(hello))
 }
 
 async fn stopped() {

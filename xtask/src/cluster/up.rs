@@ -21,7 +21,7 @@ pub struct UpArgs {
     pub dry_run: bool,
 }
 
-const GATEWAY: &str = "http://localhost:30080";
+use crate::ports::GATEWAY_URL as GATEWAY;
 
 impl UpArgs {
     pub async fn run(self) -> anyhow::Result<()> {

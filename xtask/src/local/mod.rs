@@ -66,13 +66,11 @@ pub struct LocalArgs {
     pub otlp_endpoint: Option<String>,
 }
 
-/// An OTLP/gRPC endpoint: an http:// or https:// URL with a host and port.
+/// An OTLP/gRPC endpoint: an http:// or https:// URL with a host.
 fn parse_otlp_endpoint(text: &str) -> anyhow::Result<String> {
-    let uri: http::Uri = text
-        .parse()
-        .with_context(|| format!("`{text}` is not a URL"))?;
-    match (uri.scheme_str(), uri.host(), uri.port()) {
-        (Some("http" | "https"), Some(_), Some(_)) => Ok(text.trim_end_matches('/').to_owned()),
+    let url = reqwest::Url::parse(text).with_context(|| format!("`{text}` is not a URL"))?;
+    match (url.scheme(), url.host_str()) {
+        ("http" | "https", Some(_)) => Ok(text.trim_end_matches('/').to_owned()),
         _ => bail!("`{text}` is not an OTLP/gRPC endpoint like http://127.0.0.1:4317"),
     }
 }

@@ -11,7 +11,7 @@ pub mod local;
 use anyhow::{Context as _, bail};
 use mock_service::topology::Topology;
 
-use crate::ports::GATEWAY_PORT;
+use crate::ports::GATEWAY_URL;
 pub use local::LocalMesh;
 
 /// Where the mesh runs.
@@ -107,7 +107,7 @@ impl RunningMesh {
     pub fn entry_url(&self) -> String {
         match self {
             RunningMesh::Local(mesh) => mesh.entry_url(),
-            RunningMesh::Cluster => format!("http://localhost:{GATEWAY_PORT}"),
+            RunningMesh::Cluster => GATEWAY_URL.to_owned(),
         }
     }
 }

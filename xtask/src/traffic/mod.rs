@@ -1,23 +1,19 @@
-//! `cargo xtask traffic`: the guide's `generate-traffic.sh`, grown up.
+//! `cargo xtask traffic`: the guide's `generate-traffic.sh`, grown up. The flags, their
+//! defaults and the output are here; the load itself is the `loadgen` crate's.
 
-mod client;
-mod engine;
-pub mod options;
 mod random_chaos;
-mod report;
 
 use std::{io::IsTerminal as _, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
+use loadgen::{Endpoint, Plan, PreflightError, StopReason, Tick};
 use tokio::sync::watch;
 
-pub use self::{
-    engine::{Outcome, Plan, StopReason},
-    options::{Endpoint, Mix, Slo, Target, Think},
-    report::Report,
-};
+pub use loadgen::{Mix, Rate, Report, Slo, Target, Think};
 
-#[derive(Debug, Default, clap::Args)]
+use crate::ports::GATEWAY_URL as GATEWAY;
+
+#[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   cargo xtask traffic --duration 600                 # the guide's mix, 5 users, 10 minutes
@@ -27,7 +23,7 @@ Examples:
   cargo xtask traffic --rate 200 --duration 60 --slo 'p99<500ms,errors<1%' --json run.json")]
 pub struct TrafficArgs {
     // `Default` is for callers (`cargo xtask scenario`) that set a few fields; the
-    // command line's defaults are in each `#[arg]`.
+    // command line's defaults are in each `#[arg]`, and in `Scenario::preset`.
     /// How long to run, in seconds; 0 runs until Ctrl+C [default: 300]
     #[arg(long, env = "DURATION", value_name = "SECS")]
     pub duration: Option<u64>,
@@ -37,7 +33,7 @@ pub struct TrafficArgs {
     pub users: Option<u32>,
 
     /// Base URL of the gateway
-    #[arg(long, value_name = "URL", default_value = "http://localhost:30080")]
+    #[arg(long, value_name = "URL", default_value = GATEWAY)]
     pub target: Target,
 
     /// `random`: during the run, inject one fault at a time (latency, errors, an
@@ -59,8 +55,8 @@ pub struct TrafficArgs {
 
     /// Open model: start this many requests per second on a fixed schedule, whatever the
     /// answers do; latency counts from the scheduled start, so a stall is not hidden
-    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
-    pub rate: Option<f64>,
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<Rate>,
 
     /// Stop after this many requests
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -78,6 +74,33 @@ pub struct TrafficArgs {
     /// One of the guide's demo scenarios, as a preset (explicit flags still win)
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
+
+    /// List the N slowest answered requests at the end, each with its trace id, to find
+    /// its logs (`cargo xtask logs --trace ID`) and its trace in Jaeger; 0 lists none.
+    /// The id is the answer's x-trace-id header; `trace -` means the answer had none: the
+    /// target does not trace that request (/health, or span export off) [default: 5]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub slowest: Option<u16>,
+}
+
+impl Default for TrafficArgs {
+    fn default() -> TrafficArgs {
+        TrafficArgs {
+            duration: None,
+            users: None,
+            target: GATEWAY.parse().expect("the gateway's URL parses"),
+            chaos: None,
+            seed: None,
+            mix: None,
+            think: None,
+            rate: None,
+            requests: None,
+            json: None,
+            slo: None,
+            scenario: None,
+            slowest: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -99,77 +122,70 @@ pub enum Scenario {
     Degradation,
 }
 
-/// The options with the scenario's presets and the defaults filled in.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    pub duration: Option<Duration>,
-    pub users: u32,
-    pub mix: Mix,
-    pub think: Think,
-    pub rate: Option<f64>,
-    pub requests: Option<u64>,
-}
-
 impl Scenario {
-    /// (duration in seconds, users, mix, think, request limit): what the guide's
-    /// scenario does; no scenario is the guide's `generate-traffic.sh` defaults.
-    fn preset(scenario: Option<Scenario>) -> (u64, u32, &'static str, Think, Option<u64>) {
-        let realistic = Think::REALISTIC.parse().expect("valid");
+    /// What the guide's scenario sends; no scenario is the guide's `generate-traffic.sh`.
+    fn preset(scenario: Option<Scenario>) -> Plan {
+        let guide = Plan::default();
         match scenario {
-            None | Some(Scenario::Degradation) => (300, 5, Mix::GUIDE, realistic, None),
-            Some(Scenario::Normal) => (180, 5, Mix::GUIDE, realistic, None),
-            Some(Scenario::Spike) => (120, 200, "action=1", Think::None, Some(200)),
-            Some(Scenario::Errors) => (
-                120,
-                1,
-                "error=1",
-                Think::Fixed(Duration::from_millis(100)),
-                Some(100),
-            ),
+            None | Some(Scenario::Degradation) => guide,
+            Some(Scenario::Normal) => Plan {
+                duration: Some(Duration::from_secs(180)),
+                ..guide
+            },
+            Some(Scenario::Spike) => Plan {
+                duration: Some(Duration::from_secs(120)),
+                users: 200,
+                mix: Mix::only(Endpoint::Action),
+                think: Think::None,
+                requests: Some(200),
+                ..guide
+            },
+            Some(Scenario::Errors) => Plan {
+                duration: Some(Duration::from_secs(120)),
+                users: 1,
+                mix: Mix::only(Endpoint::Error),
+                think: Think::Fixed(Duration::from_millis(100)),
+                requests: Some(100),
+                ..guide
+            },
         }
     }
 }
 
 impl TrafficArgs {
-    pub fn settings(&self) -> Settings {
-        let (duration, users, mix, think, requests) = Scenario::preset(self.scenario);
-        let duration = self.duration.unwrap_or(duration);
-        Settings {
-            duration: (duration > 0).then(|| Duration::from_secs(duration)),
-            users: self.users.unwrap_or(users),
-            mix: self
-                .mix
-                .clone()
-                .unwrap_or_else(|| mix.parse().expect("presets parse")),
-            think: self.think.unwrap_or(think),
-            rate: self.rate,
-            requests: self.requests.or(requests),
+    /// The run the flags ask for: the scenario's preset, each flag given overriding it.
+    pub fn settings(&self) -> Plan {
+        let preset = Scenario::preset(self.scenario);
+        Plan {
+            duration: match self.duration {
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds)),
+                None => preset.duration,
+            },
+            users: self.users.unwrap_or(preset.users),
+            mix: self.mix.clone().unwrap_or(preset.mix),
+            think: self.think.unwrap_or(preset.think),
+            rate: self.rate.or(preset.rate),
+            requests: self.requests.or(preset.requests),
+            slowest: self.slowest.map_or(preset.slowest, usize::from),
         }
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
-        let settings = self.settings();
+        let plan = self.settings();
         if self.scenario == Some(Scenario::Degradation) {
             eprintln!("{DEGRADATION_HOWTO}");
         }
-        let address = client::preflight(&self.target).await?;
-        eprintln!("{}", describe(&self.target, &settings));
+        let reachable = loadgen::preflight(&self.target)
+            .await
+            .map_err(explain_preflight)?;
+        eprintln!("{}", describe(&self.target, &plan));
 
-        let (cancel_tx, cancel) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = cancel_tx.send(true);
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No Ctrl+C to listen for: the run ends by its plan.
+                std::future::pending::<()>().await;
             }
-        });
-        let plan = Plan {
-            address,
-            target: self.target.clone(),
-            mix: settings.mix.clone(),
-            users: settings.users,
-            think: settings.think,
-            rate: settings.rate,
-            duration: settings.duration,
-            requests: settings.requests,
         };
         let (done_tx, done) = watch::channel(false);
         let chaos = self.chaos.map(|ChaosMode::Random| {
@@ -177,16 +193,23 @@ impl TrafficArgs {
             eprintln!("chaos: one random fault at a time, seed {seed} (repeat with --seed {seed})");
             tokio::spawn(random_chaos::run(seed, done))
         });
-        let mut progress = Progress::new(settings.duration);
-        let outcome = engine::run(plan, cancel, |tick| progress.show(tick)).await;
+        let mut progress = Progress::new(plan.duration);
+        let outcome = loadgen::run(&reachable, &plan, ctrl_c, |tick| progress.show(tick)).await;
         progress.finish();
         if let Some(chaos) = chaos {
             let _ = done_tx.send(true);
             let _ = chaos.await;
         }
 
-        let report = Report::new(&self.target.url, &outcome, self.slo.as_ref());
+        let report = Report::new(&outcome, self.slo.as_ref());
         print!("{}", report.table());
+        let slowest = report.slowest_table();
+        if !slowest.is_empty() {
+            println!(
+                "Slowest requests (cargo xtask logs --trace ID shows one's logs; Jaeger finds it by id):"
+            );
+            print!("{slowest}");
+        }
         if let Some(path) = &self.json {
             let json = serde_json::to_string_pretty(&report)?;
             std::fs::write(path, json)
@@ -196,7 +219,7 @@ impl TrafficArgs {
         if let StopReason::TargetDown(cause) = &outcome.stop {
             bail!(
                 "{} stopped answering ({cause}); stopped after {:.0} s",
-                self.target.url,
+                self.target,
                 outcome.elapsed.as_secs_f64()
             );
         }
@@ -207,35 +230,35 @@ impl TrafficArgs {
     }
 }
 
+/// A target that is not answering, with where the mesh comes from.
+fn explain_preflight(error: PreflightError) -> anyhow::Error {
+    match error {
+        PreflightError::NotAnswering { .. } => anyhow::anyhow!(
+            "{error}. Is the mesh running? Start it with `cargo xtask local` \
+             (or `cargo xtask up` for the kind cluster), or point --target at it."
+        ),
+        PreflightError::Unresolved { .. } => error.into(),
+    }
+}
+
 const DEGRADATION_HOWTO: &str = "\
 Scenario 4, service degradation: this runs the traffic only. For the whole scenario (the
 fault, the traffic, the clean-up) run `cargo xtask scenario degradation`, or degrade
 inventory-service yourself meanwhile:
   cargo xtask chaos inventory-service --latency 200ms..800ms --for 5m";
 
-fn describe(target: &Target, settings: &Settings) -> String {
-    let duration = settings.duration.map_or("until Ctrl+C".to_owned(), |d| {
+fn describe(target: &Target, plan: &Plan) -> String {
+    let duration = plan.duration.map_or("until Ctrl+C".to_owned(), |d| {
         format!("for {} s", d.as_secs())
     });
-    let model = match settings.rate {
-        Some(rate) => format!("{rate} requests/s over {} connections", settings.users),
-        None => format!("{} users, think {}", settings.users, settings.think),
+    let model = match plan.rate {
+        Some(rate) => format!("{rate} requests/s over {} connections", plan.users),
+        None => format!("{} users, think {}", plan.users, plan.think),
     };
-    let limit = settings
+    let limit = plan
         .requests
         .map_or(String::new(), |n| format!(", at most {n} requests"));
-    format!("traffic to {} {duration}: {model}{limit}", target.url)
-}
-
-fn parse_rate(text: &str) -> anyhow::Result<f64> {
-    let rate: f64 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("`{text}` is not a number"))?;
-    if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
-        bail!("the rate must be above 0 and at most 1000000 requests per second");
-    }
-    Ok(rate)
+    format!("traffic to {target} {duration}: {model}{limit}")
 }
 
 /// The live progress line: rewritten in place on a terminal, a line every 5 s in a log.
@@ -252,7 +275,7 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, tick: &engine::Tick) {
+    fn show(&mut self, tick: &Tick) {
         let elapsed = tick.elapsed.as_secs();
         let of = self
             .total
@@ -277,6 +300,3 @@ impl Progress {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

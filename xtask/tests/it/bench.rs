@@ -34,6 +34,15 @@ fn positive(markdown: &str, name: &str, column: usize) -> f64 {
     value
 }
 
+/// The text of the section that starts with `heading`, down to the next section.
+fn section<'a>(markdown: &'a str, heading: &str) -> &'a str {
+    let start = markdown
+        .find(heading)
+        .unwrap_or_else(|| panic!("missing {heading}:\n{markdown}"));
+    let rest = &markdown[start + heading.len()..];
+    &rest[..rest.find("\n### ").unwrap_or(rest.len())]
+}
+
 #[test]
 fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
     let _serial = crate::support::serial();
@@ -88,6 +97,28 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
             Some("0"),
             "failures:\n{document}"
         );
+    }
+    // Telemetry's cost: the mesh with spans and exemplars, with spans but no exemplars
+    // (OTEL_METRICS_EXEMPLAR_FILTER=always_off), and with neither; each cost a percentage
+    // of either sign (short runs are noisy: the figure's size is the benchmark's business).
+    let overhead = section(&document, "### 2. Telemetry overhead");
+    assert!(
+        overhead.contains("OTEL_METRICS_EXEMPLAR_FILTER=always_off"),
+        "{overhead}"
+    );
+    for endpoint in ["POST /api/action", "GET /api/data"] {
+        for column in 0..3 {
+            positive(overhead, endpoint, column);
+        }
+        for column in [3, 5] {
+            let cost = cell(overhead, endpoint, column).unwrap_or_default();
+            assert!(
+                cost.strip_suffix('%')
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .is_some_and(f64::is_finite),
+                "`{cost}` in row `{endpoint}` column {column} is no percentage:\n{overhead}"
+            );
+        }
     }
     // The image's static binary, as a mesh, with spans on and off, and its rebuild: only
     // where the nodes' Rust target is installed (rust-toolchain.toml lists it).

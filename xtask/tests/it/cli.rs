@@ -31,6 +31,8 @@ fn bad_values_name_their_flag() {
         (&["traffic", "--rate", "0"], "--rate"),
         (&["traffic", "--rate=-5"], "--rate"),
         (&["traffic", "--requests", "0"], "--requests"),
+        (&["traffic", "--slowest=-1"], "--slowest"),
+        (&["traffic", "--slowest", "101"], "--slowest"),
         (&["traffic", "--slo", "p99"], "--slo"),
         (
             &["traffic", "--target", "https://localhost:30080"],
@@ -76,8 +78,10 @@ fn the_defaults_are_the_guides() {
         settings.mix,
         xtask::traffic::Mix::GUIDE.parse().expect("mix")
     );
-    assert_eq!(settings.think, Think::REALISTIC.parse().expect("think"));
+    assert_eq!(settings.think, "100ms..1s".parse().expect("think"));
     assert_eq!((settings.rate, settings.requests), (None, None));
+    assert_eq!(settings.slowest, 5);
+    assert_eq!(traffic(&["--slowest", "0"]).settings().slowest, 0);
     assert_eq!(
         traffic(&["--duration", "0"]).settings().duration,
         None,
@@ -139,4 +143,113 @@ fn every_command_explains_itself_with_an_example() {
             sub.get_name()
         );
     }
+}
+
+/// A stand-in gateway on 127.0.0.1 whose `/api/data` names trace `n` in its `n`th answer
+/// (`x-trace-id`, as the services do) and whose `/health` names none; it serves for as
+/// long as the returned runtime lives.
+fn tracing_gateway() -> (tokio::runtime::Runtime, String) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::{Router, http::HeaderMap, routing::get};
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let answers = std::sync::Arc::new(AtomicU64::new(0));
+    let router = Router::new()
+        .route(
+            mock_service::endpoints::DATA,
+            get(move || async move {
+                let n = answers.fetch_add(1, Ordering::Relaxed);
+                let mut headers = HeaderMap::new();
+                let trace = format!("{n:032x}").parse().expect("a header value");
+                headers.insert(loadgen::TRACE_ID_HEADER, trace);
+                headers
+            }),
+        )
+        .route(mock_service::endpoints::HEALTH, get(|| async { "ok" }));
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    (runtime, url)
+}
+
+#[test]
+fn the_summary_ends_with_the_slowest_requests_and_their_traces() {
+    let (_gateway, url) = tracing_gateway();
+    let json = std::env::temp_dir().join(format!("xtask-traffic-{}.json", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["traffic", "--target", &url, "--mix", "data=1,health=1"])
+        .args(["--think", "0", "--users", "2", "--requests", "40"])
+        .args(["--slowest", "40", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run xtask");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (table, slowest) = stdout
+        .split_once(
+            "Slowest requests (cargo xtask logs --trace ID shows one's logs; Jaeger finds it by id):\n",
+        )
+        .unwrap_or_else(|| panic!("no slowest requests:\n{stdout}"));
+    assert!(
+        table.contains("GET /api/data") && table.contains("total"),
+        "{table}"
+    );
+    let lines: Vec<&str> = slowest.lines().collect();
+    assert_eq!(lines.len(), 40, "{slowest}");
+    for line in lines {
+        let (_, trace) = line.split_once("  trace ").expect("a trace column");
+        if line.contains("GET /health") {
+            assert_eq!(trace, "-", "{line}");
+        } else {
+            assert!(
+                line.contains("GET /api/data  ") && line.contains(" 200  ") && trace.len() == 32,
+                "{line}"
+            );
+        }
+    }
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the --json file"))
+            .expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    let slowest = summary["slowest"].as_array().expect("a slowest array");
+    assert_eq!(slowest.len(), 40);
+    for slow in slowest {
+        let endpoint = slow["endpoint"].as_str().expect("endpoint");
+        assert!(
+            slow["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{slow}"
+        );
+        assert_eq!(slow["status"], 200, "{slow}");
+        match endpoint {
+            "GET /health" => assert!(slow["trace_id"].is_null(), "{slow}"),
+            _ => assert_eq!(slow["trace_id"].as_str().map(str::len), Some(32), "{slow}"),
+        }
+    }
+    assert_eq!(summary["total"]["requests"], 40);
+}
+
+#[test]
+fn a_target_that_is_down_is_one_sentence_with_the_way_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["traffic", "--target", &url])
+        .output()
+        .expect("run xtask");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{url} is not answering ("))
+            && stderr.contains("Is the mesh running? Start it with `cargo xtask local`"),
+        "{stderr}"
+    );
 }

@@ -1,0 +1,96 @@
+//! What a run counted, per endpoint: requests, how they ended, latency.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use crate::endpoint::Endpoint;
+
+/// One endpoint's results. Latencies are of answered requests, in microseconds, from the
+/// request's start (open model: from its scheduled start, so a stall shows as latency
+/// instead of hiding).
+#[derive(Clone, Debug)]
+pub struct EndpointStats {
+    pub requests: u64,
+    pub successes: u64,
+    /// Answers that are errors by design (`/api/error`'s 500).
+    pub expected_errors: u64,
+    /// Everything else: unexpected status codes, timeouts, broken connections.
+    pub failures: u64,
+    pub latency_us: Histogram<u64>,
+    /// How many failures of each kind (`HTTP 503`, `no answer within 10 s`, ...).
+    pub failure_reasons: BTreeMap<String, u64>,
+}
+
+/// Every endpoint's results, in [`Endpoint::ALL`] order.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub endpoints: [EndpointStats; Endpoint::ALL.len()],
+}
+
+/// Latencies from 1 µs to two minutes, to three significant figures.
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).expect("3 significant figures"))
+}
+
+impl EndpointStats {
+    pub(crate) fn new() -> EndpointStats {
+        EndpointStats {
+            requests: 0,
+            successes: 0,
+            expected_errors: 0,
+            failures: 0,
+            latency_us: new_histogram(),
+            failure_reasons: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn fail(&mut self, reason: String) {
+        self.failures += 1;
+        *self.failure_reasons.entry(reason).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &EndpointStats) {
+        self.requests += other.requests;
+        self.successes += other.successes;
+        self.expected_errors += other.expected_errors;
+        self.failures += other.failures;
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency_us.add(&other.latency_us);
+        for (reason, count) in &other.failure_reasons {
+            *self.failure_reasons.entry(reason.clone()).or_default() += count;
+        }
+    }
+}
+
+impl Stats {
+    pub(crate) fn new() -> Stats {
+        Stats {
+            endpoints: std::array::from_fn(|_| EndpointStats::new()),
+        }
+    }
+
+    pub fn endpoint(&self, endpoint: Endpoint) -> &EndpointStats {
+        &self.endpoints[endpoint.index()]
+    }
+
+    pub(crate) fn endpoint_mut(&mut self, endpoint: Endpoint) -> &mut EndpointStats {
+        &mut self.endpoints[endpoint.index()]
+    }
+
+    /// All endpoints together.
+    pub fn total(&self) -> EndpointStats {
+        let mut total = EndpointStats::new();
+        for endpoint in &self.endpoints {
+            total.merge(endpoint);
+        }
+        total
+    }
+
+    pub(crate) fn merge(&mut self, other: &Stats) {
+        for (mine, theirs) in self.endpoints.iter_mut().zip(&other.endpoints) {
+            mine.merge(theirs);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! loadgen's integration tests, one binary with a module per area, each against an
+//! in-process axum server on a loopback port.
+
+mod engine;
+mod server;
+mod slowest;

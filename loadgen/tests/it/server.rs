@@ -1,0 +1,122 @@
+//! A stand-in gateway on 127.0.0.1: the five endpoints, with a latency, a status and an
+//! `x-trace-id` header chosen by the test.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+};
+use loadgen::{Plan, Reachable, Target, Think};
+use mock_service::endpoints;
+use tokio::{net::TcpListener, sync::oneshot};
+
+/// How `/api/data` answers its `n`th request (from 0): after `latency`, with `status`,
+/// and naming trace `n` in `x-trace-id`.
+#[derive(Clone)]
+pub struct Data {
+    pub latency: fn(u64) -> Duration,
+    pub status: StatusCode,
+}
+
+impl Data {
+    pub fn fast() -> Data {
+        Data {
+            latency: |_| Duration::ZERO,
+            status: StatusCode::OK,
+        }
+    }
+}
+
+/// The 32-hex trace id of `/api/data`'s `n`th request.
+pub fn trace_id(n: u64) -> String {
+    format!("{n:032x}")
+}
+
+struct Served {
+    data: Data,
+    requests: AtomicU64,
+}
+
+async fn data(State(served): State<Arc<Served>>) -> (StatusCode, HeaderMap) {
+    let n = served.requests.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep((served.data.latency)(n)).await;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        loadgen::TRACE_ID_HEADER,
+        trace_id(n).parse().expect("a header value"),
+    );
+    (served.data.status, headers)
+}
+
+/// A running stand-in; dropping `stop` (or sending on it) shuts it down.
+pub struct Server {
+    pub target: Target,
+    pub stop: oneshot::Sender<()>,
+}
+
+pub async fn start(data_answers: Data) -> Server {
+    let served = Arc::new(Served {
+        data: data_answers,
+        requests: AtomicU64::new(0),
+    });
+    let router = Router::new()
+        // Untraced, as the services' probes are: no x-trace-id.
+        .route(endpoints::HEALTH, get(|| async { "ok" }))
+        .route(endpoints::DATA, get(data))
+        .route(endpoints::ACTION, post(|| async { "done" }))
+        .route(endpoints::SLOW, get(|| async { "slow" }))
+        .route(
+            endpoints::ERROR,
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .with_state(served);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target: Target = format!("http://{}", listener.local_addr().expect("addr"))
+        .parse()
+        .expect("target");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Server { target, stop }
+}
+
+pub async fn reachable(target: &Target) -> Reachable {
+    loadgen::preflight(target)
+        .await
+        .expect("the test server answers")
+}
+
+/// Four users, no think time, at most 30 s, sending `mix`.
+pub fn plan(mix: &str) -> Plan {
+    Plan {
+        mix: mix.parse().expect("mix"),
+        users: 4,
+        think: Think::None,
+        duration: Some(Duration::from_secs(30)),
+        ..Plan::default()
+    }
+}
+
+/// Never resolves: a run nobody cancels.
+pub fn never() -> impl Future<Output = ()> {
+    std::future::pending()
+}
+
+pub async fn run(target: &Target, plan: &Plan) -> loadgen::Outcome {
+    loadgen::run(&reachable(target).await, plan, never(), |_| {}).await
+}
