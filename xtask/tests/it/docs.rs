@@ -49,7 +49,9 @@ fn xtask_commands(markdown: &str) -> Vec<String> {
         if in_block {
             // A command line: `cargo xtask ...`, after environment variables if any.
             if let Some(start) = line.find("cargo xtask")
-                && line[..start].split_whitespace().all(|word| word.contains('='))
+                && line[..start]
+                    .split_whitespace()
+                    .all(|word| word.contains('='))
             {
                 let command = &line[start..];
                 let end = [" #", " |", " &&", ";"]
@@ -239,8 +241,7 @@ fn the_readmes_test_command_is_the_one_ci_runs() {
     assert!(
         readme
             .lines()
-            .any(|line| line.trim_start().starts_with(&format!("{TEST} "))
-                || line.trim() == TEST),
+            .any(|line| line.trim_start().starts_with(&format!("{TEST} ")) || line.trim() == TEST),
         "README.md does not give `{TEST}` as a command"
     );
 }

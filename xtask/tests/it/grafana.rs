@@ -364,7 +364,11 @@ fn the_dashboards_doc_describes_every_panel() {
                 "docs/dashboards.md does not describe panel {title} / {name}"
             );
         }
-        for annotation in dashboard["annotations"]["list"].as_array().into_iter().flatten() {
+        for annotation in dashboard["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let name = annotation["name"].as_str().expect("name");
             assert!(
                 doc.contains(&format!("*{name}*")),
