@@ -350,17 +350,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_otlp_endpoint_is_an_http_url_with_a_port() {
+    fn an_otlp_endpoint_is_an_http_url_with_a_host() {
         assert_eq!(
             parse_otlp_endpoint("http://127.0.0.1:4319/").expect("valid"),
             "http://127.0.0.1:4319"
         );
-        for bad in [
-            "127.0.0.1:4317",
-            "http://collector",
-            "ftp://host:21",
-            "not a url",
-        ] {
+        assert!(parse_otlp_endpoint("https://collector").is_ok());
+        for bad in ["127.0.0.1:4317", "ftp://host:21", "not a url", "http://"] {
             assert!(parse_otlp_endpoint(bad).is_err(), "{bad}");
         }
     }
