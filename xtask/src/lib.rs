@@ -43,8 +43,8 @@ pub fn target_dir() -> PathBuf {
     after_help = "\
 Examples:
   cargo xtask local                     # the mesh and the tools on PATH, on this machine
-  cargo xtask smoke                     # the guide's smoke tests against localhost:30080
-  cargo xtask traffic --duration 600    # ten minutes of the guide's traffic mix
+  cargo xtask smoke                     # pass/fail checks against the gateway, localhost:30080
+  cargo xtask traffic --duration 600    # ten minutes of the default traffic mix
   cargo xtask bench                     # measure it all; results in docs/benchmarks.md"
 )]
 pub struct Cli {
@@ -62,7 +62,7 @@ pub enum Command {
     Smoke(smoke::SmokeArgs),
     /// Lint the Grafana dashboards and reload them in the running Grafana (local or kind)
     Dashboards(dashboards::DashboardsArgs),
-    /// Run one of the guide's demo scenarios: faults, traffic, what to watch, clean-up
+    /// Run a demo scenario (normal, spike, errors, degradation): faults, traffic, what to watch
     Scenario(scenario::ScenarioArgs),
     /// Inject or clear faults (latency, errors, an unreachable dependency) in a service
     Chaos(chaos::ChaosArgs),

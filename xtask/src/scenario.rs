@@ -17,7 +17,7 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  cargo xtask scenario normal                    # 3 minutes of the guide's traffic
+  cargo xtask scenario normal                    # 3 minutes of the default traffic mix
   cargo xtask scenario spike                     # 200 concurrent POST /api/action
   cargo xtask scenario errors --duration 120     # payment-service fails 30% of its requests
   cargo xtask scenario degradation               # inventory-service turns slow")]
@@ -127,7 +127,9 @@ impl ScenarioArgs {
         let scaled = match (&mesh, plan.scale_to_one) {
             (RunningMesh::Cluster, Some(service)) => {
                 let replicas = cluster::replicas(service)?;
-                eprintln!("scaling {service} from {replicas} replicas to 1 (the guide's step)");
+                eprintln!(
+                    "scaling {service} from {replicas} replicas to 1 (the classic way to degrade it)"
+                );
                 cluster::scale(service, 1)?;
                 Some((service, replicas))
             }

@@ -19,7 +19,7 @@ Environment:
   HOST                     address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
   PORT                     port to listen on (default 8080; 0 picks a free one)
   ADMIN_PORT               fault-injection API, on 127.0.0.1 only (default 9901; 0 picks one)
-  TOPOLOGY_FILE            call graph to use (default: the guide's, built in)
+  TOPOLOGY_FILE            call graph to use (default: the built-in one, topology.yaml)
   <NAME>_URL               base URL of a dependency, e.g. PRODUCT_SERVICE_URL
                            (default http://<name>, its Kubernetes Service)
   DOWNSTREAM_TIMEOUT_MS    timeout of each call to a dependency (default 2000)

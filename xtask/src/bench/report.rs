@@ -343,7 +343,7 @@ impl Results {
             },
         ];
         format!(
-            "\n### 1. Mesh throughput\n\nThe guide's call graph with no simulated work (`work_ms` \
+            "\n### 1. Mesh throughput\n\nThe built-in call graph with no simulated work (`work_ms` \
              removed), release build, span export on to an OTLP/gRPC receiver, metrics on.\n\n{}{}",
             table(&columns, &rows),
             verdicts(&targets)

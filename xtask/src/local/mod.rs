@@ -56,7 +56,7 @@ pub struct LocalArgs {
     #[arg(long)]
     pub no_observability: bool,
 
-    /// A topology file to use instead of the built-in guide graph
+    /// A topology file to use instead of the built-in call graph
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
 

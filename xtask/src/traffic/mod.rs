@@ -16,9 +16,9 @@ use crate::ports::GATEWAY_URL as GATEWAY;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  cargo xtask traffic --duration 600                 # the guide's mix, 5 users, 10 minutes
+  cargo xtask traffic --duration 600                 # the default mix, 5 users, 10 minutes
   DURATION=0 CONCURRENT_USERS=10 cargo xtask traffic # until Ctrl+C, as generate-traffic.sh
-  cargo xtask traffic --scenario spike               # the guide's demo scenario 2
+  cargo xtask traffic --scenario spike               # a burst of 200 concurrent actions
   cargo xtask traffic --mix data=1 --think 0 --users 64 --duration 10   # maximum load
   cargo xtask traffic --rate 200 --duration 60 --slo 'p99<500ms,errors<1%' --json run.json")]
 pub struct TrafficArgs {
@@ -71,7 +71,7 @@ pub struct TrafficArgs {
     #[arg(long, value_name = "p99<500ms,errors<1%")]
     pub slo: Option<Slo>,
 
-    /// One of the guide's demo scenarios, as a preset (explicit flags still win)
+    /// A demo scenario's traffic, as a preset (explicit flags still win)
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
 
@@ -112,7 +112,7 @@ pub enum ChaosMode {
 /// The guide's four demo scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// Steady moderate traffic: 5 users for 3 minutes, the guide's mix
+    /// Steady moderate traffic: 5 users for 3 minutes, the default mix
     Normal,
     /// A burst: 200 concurrent POST /api/action, as fast as they answer
     Spike,
