@@ -84,8 +84,10 @@ fn likely_owner(port: u16) -> &'static str {
         }
         30081..=30099 | 31080..=31099 => "another `cargo xtask local` (`cargo xtask local --stop`)",
         9090 => "another Prometheus (the kind cluster's: `cargo xtask cluster down`)",
+        9093 => "another Alertmanager (the kind cluster's: `cargo xtask cluster down`)",
         3000 => "another Grafana, or a web dev server",
-        16686 | 14317 => "another Jaeger",
+        16686 => "another Jaeger (the kind cluster's: `cargo xtask cluster down`)",
+        14317 => "another Jaeger",
         4317 | 4318 | 13133 => "another OpenTelemetry Collector or Jaeger",
         _ => "another program (`ss -ltnp` shows which)",
     }
