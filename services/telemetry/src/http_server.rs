@@ -14,7 +14,7 @@ use opentelemetry_http::HeaderExtractor;
 use tracing::{Instrument as _, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::HttpMetrics;
+use crate::{HttpMetrics, ids::trace_id_hex};
 
 /// The `endpoint` label (and span route) of requests that matched no route. One shared
 /// value, so that scanning random URLs cannot create new series.
@@ -86,10 +86,17 @@ pub async fn observe_http(
         return response;
     }
 
+    // `METHOD /route`, joined by hand: a `format_args!` field is formatted through the
+    // formatting machinery on every request.
+    let route = endpoint.as_str();
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
     let span = tracing::info_span!(
         target: "telemetry::http",
         "HTTP request",
-        otel.name = format_args!("{method} {}", endpoint.as_str()),
+        otel.name = name.as_str(),
         otel.kind = "server",
         http.request.method = method,
         http.route = endpoint.as_str(),
@@ -119,7 +126,8 @@ pub async fn observe_http(
     let otel_span = context.span();
     let span_context = otel_span.span_context();
     if span_context.is_valid()
-        && let Ok(trace_id) = HeaderValue::try_from(span_context.trace_id().to_string())
+        && let Ok(trace_id) =
+            HeaderValue::from_bytes(trace_id_hex(span_context.trace_id()).as_bytes())
     {
         response
             .headers_mut()
