@@ -147,7 +147,7 @@ impl DownstreamClient {
             .method(method)
             .uri(uri.clone())
             .body(Empty::new())?;
-        inject_trace_context(&context.span().span_context(), request.headers_mut());
+        inject_trace_context(context.span().span_context(), request.headers_mut());
         let response = self.http.request(request).await?;
         let status = response.status();
         // Read the body in full (within the same timeout) so the connection goes back to

@@ -17,7 +17,11 @@ use crate::{
 Examples:
   cargo xtask images                 # build the binary and the image mock-service:<content hash>
   cargo xtask images --binary-only   # just target/image/mock-service (what Tilt runs)
-  cargo xtask images --dry-run")]
+  cargo xtask images --dry-run
+
+The binary links jemalloc, which is C: besides Rust's musl target it needs a C compiler
+for musl. On Linux that is Debian's or Ubuntu's musl-tools (`apt-get install musl-tools`),
+else zig with cargo-zigbuild, which `nix develop` has on Linux and macOS alike.")]
 pub struct ImagesArgs {
     /// Build the static binary into target/image/ but no image (Tilt packages it)
     #[arg(long)]
