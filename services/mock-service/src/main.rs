@@ -4,6 +4,14 @@ use anyhow::Context as _;
 use mock_service::{AppState, config::Config, server};
 use tokio::net::TcpListener;
 
+/// jemalloc, in the glibc build and in the image's static (musl) build alike. Every
+/// request allocates (headers, span data and its export, log lines): with the system
+/// allocators, malloc and free were a sixth of the glibc build's CPU, and musl's malloc
+/// halved the static binary's throughput. mimalloc was slower here and held twice the memory
+/// under load; docs/benchmarks.md has the figures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     if std::env::args()
         .skip(1)

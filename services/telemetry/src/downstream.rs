@@ -7,13 +7,12 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use opentelemetry::{Context, global, trace::TraceContextExt as _};
-use opentelemetry_http::HeaderInjector;
+use opentelemetry::{Context, trace::TraceContextExt as _};
 use tokio::time::Instant;
 use tracing::{Instrument as _, field::Empty as EmptyField};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::{DownstreamMetrics, metrics::CallStatus};
+use crate::{DownstreamMetrics, ids::inject_trace_context, metrics::CallStatus};
 
 /// An HTTP client for calls to other services of the mesh.
 ///
@@ -87,7 +86,7 @@ impl DownstreamClient {
             otel.name = method.as_str(),
             otel.kind = "client",
             http.request.method = method.as_str(),
-            url.full = %uri,
+            url.full = full_url(uri).as_str(),
             peer.service = service,
             http.response.status_code = EmptyField,
             otel.status_code = EmptyField,
@@ -148,9 +147,7 @@ impl DownstreamClient {
             .method(method)
             .uri(uri.clone())
             .body(Empty::new())?;
-        global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(context, &mut HeaderInjector(request.headers_mut()));
-        });
+        inject_trace_context(context.span().span_context(), request.headers_mut());
         let response = self.http.request(request).await?;
         let status = response.status();
         // Read the body in full (within the same timeout) so the connection goes back to
@@ -158,6 +155,31 @@ impl DownstreamClient {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+}
+
+/// `uri` spelled as its `Display` spells it, from its parts: a `%uri` field went through
+/// the formatting machinery on every call (docs/benchmarks.md).
+fn full_url(uri: &Uri) -> String {
+    let scheme = uri.scheme_str();
+    let authority = uri.authority().map(|authority| authority.as_str());
+    let query = uri.query();
+    let mut url = String::with_capacity(
+        scheme.map_or(0, |s| s.len() + 3)
+            + authority.map_or(0, str::len)
+            + uri.path().len()
+            + query.map_or(0, |q| q.len() + 1),
+    );
+    if let Some(scheme) = scheme {
+        url.push_str(scheme);
+        url.push_str("://");
+    }
+    url.push_str(authority.unwrap_or_default());
+    url.push_str(uri.path());
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
 }
 
 impl DownstreamErrorKind {
@@ -213,6 +235,19 @@ mod tests {
         ExemplarFilter, Format, Metrics,
         test_support::{samples, traced, value},
     };
+
+    #[test]
+    fn a_full_url_is_spelled_as_the_uri_displays_it() {
+        for text in [
+            "http://order-service/api/action",
+            "http://127.0.0.1:30081/api/data?x=1&y=2",
+            "http://user-service",
+            "https://example.com:8443/a/b/?q",
+        ] {
+            let uri: Uri = text.parse().expect("uri");
+            assert_eq!(full_url(&uri), uri.to_string());
+        }
+    }
 
     #[tokio::test]
     async fn a_calls_latency_carries_its_client_spans_ids() {

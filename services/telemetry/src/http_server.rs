@@ -11,7 +11,7 @@ use opentelemetry_http::HeaderExtractor;
 use tracing::{Instrument as _, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::{HttpMetrics, metrics::Endpoint};
+use crate::{HttpMetrics, ids::trace_id_hex, metrics::Endpoint};
 
 /// The response header that names the request's trace: 32 lowercase hex digits, the
 /// trace id that Jaeger, the exemplars and every log line of the request carry.
@@ -79,10 +79,17 @@ pub async fn observe_http(
         return response;
     }
 
+    // `METHOD /route`, joined by hand: a `format_args!` field is formatted through the
+    // formatting machinery on every request.
+    let route = endpoint.as_str();
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
     let span = tracing::info_span!(
         target: "telemetry::http",
         "HTTP request",
-        otel.name = format_args!("{method} {}", endpoint.as_str()),
+        otel.name = name.as_str(),
         otel.kind = "server",
         http.request.method = method,
         http.route = endpoint.as_str(),
@@ -112,7 +119,8 @@ pub async fn observe_http(
     let otel_span = context.span();
     let span_context = otel_span.span_context();
     if span_context.is_valid()
-        && let Ok(trace_id) = HeaderValue::try_from(span_context.trace_id().to_string())
+        && let Ok(trace_id) =
+            HeaderValue::from_bytes(trace_id_hex(span_context.trace_id()).as_bytes())
     {
         response
             .headers_mut()

@@ -1,10 +1,11 @@
 use std::{
+    collections::BTreeMap,
     fmt,
     sync::{Arc, OnceLock},
 };
 
 use opentelemetry::trace::TraceContextExt as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{
     Event, Subscriber,
     dispatcher::WeakDispatch,
@@ -18,6 +19,8 @@ use tracing_subscriber::{
     },
     registry::LookupSpan,
 };
+
+use crate::ids::{span_id_hex, trace_id_hex};
 
 /// Formats each event as one JSON object per line, with `trace_id` and `span_id` of the
 /// current span so that a log line leads to its trace (and back):
@@ -49,29 +52,32 @@ where
         let mut timestamp = String::with_capacity(32);
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
 
-        let mut line = Map::new();
-        line.insert("timestamp".into(), timestamp.into());
-        line.insert("level".into(), metadata.level().as_str().into());
-        line.insert("target".into(), metadata.target().into());
+        // Keyed by the field names themselves (all `'static`), not by a copy of each, and
+        // sorted as a JSON object's keys always were here.
+        let mut line = BTreeMap::new();
+        line.insert("timestamp", timestamp.into());
+        line.insert("level", metadata.level().as_str().into());
+        line.insert("target", metadata.target().into());
         event.record(&mut JsonFields(&mut line));
 
         if let Some(span) = ctx.parent_span() {
-            line.insert("span".into(), span.name().into());
+            line.insert("span", span.name().into());
             let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
             let otel =
                 dispatch.and_then(|d| tracing_opentelemetry::get_otel_context(&span.id(), &d));
             if let Some(otel) = otel {
-                let span_context = otel.span().span_context().clone();
+                let span = otel.span();
+                let span_context = span.span_context();
                 if span_context.is_valid() {
-                    line.insert(
-                        "trace_id".into(),
-                        span_context.trace_id().to_string().into(),
-                    );
-                    line.insert("span_id".into(), span_context.span_id().to_string().into());
+                    let trace_id = trace_id_hex(span_context.trace_id());
+                    let span_id = span_id_hex(span_context.span_id());
+                    line.insert("trace_id", trace_id.as_str().into());
+                    line.insert("span_id", span_id.as_str().into());
                 }
             }
         }
-        writeln!(writer, "{}", Value::Object(line))
+        let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{json}")
     }
 }
 
@@ -92,29 +98,28 @@ impl<'writer> FormatFields<'writer> for NoSpanFields {
 }
 
 /// Collects an event's fields (including `message`) as JSON values.
-struct JsonFields<'a>(&'a mut Map<String, Value>);
+struct JsonFields<'a>(&'a mut BTreeMap<&'static str, Value>);
 
 impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), value.to_string().into());
+        self.0.insert(field.name(), value.to_string().into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        self.0.insert(field.name(), format!("{value:?}").into());
     }
 }

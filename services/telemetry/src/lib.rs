@@ -90,6 +90,7 @@ mod downstream;
 mod exemplars;
 mod exposition;
 mod http_server;
+mod ids;
 mod json_log;
 mod labels;
 mod metrics;

@@ -31,8 +31,9 @@ pub struct TelemetryGuard {
 ///   `service.name` = `service_name`. The other standard variables (`OTEL_BSP_*`,
 ///   `OTEL_TRACES_SAMPLER`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_TIMEOUT`, ...)
 ///   are honoured by the SDK;
-/// - the W3C trace-context propagator, used by [`crate::observe_http`] and
-///   [`crate::DownstreamClient`].
+/// - the W3C trace-context propagator, with which [`crate::observe_http`] continues a
+///   caller's trace ([`crate::DownstreamClient`] writes the same `traceparent` and
+///   `tracestate` headers itself, without formatting them through the propagator).
 ///
 /// Export happens on a background thread with a bounded queue: an unreachable collector
 /// drops spans, it never slows a request. Call from inside a multi-thread Tokio runtime

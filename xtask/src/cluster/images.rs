@@ -3,18 +3,25 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use sha2::{Digest as _, Sha256};
 
 use super::{IMAGE, IMAGE_LABEL, Runner, state_dir};
-use crate::{cmd::Cmd, target_dir, workspace_root};
+use crate::{
+    cmd::{Cmd, find_on_path},
+    target_dir, workspace_root,
+};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   cargo xtask images                 # build the binary and the image mock-service:<content hash>
   cargo xtask images --binary-only   # just target/image/mock-service (what Tilt runs)
-  cargo xtask images --dry-run")]
+  cargo xtask images --dry-run
+
+The binary links jemalloc, which is C: besides Rust's musl target it needs a C compiler
+for musl. On Linux that is Debian's or Ubuntu's musl-tools (`apt-get install musl-tools`),
+else zig with cargo-zigbuild, which `nix develop` has on Linux and macOS alike.")]
 pub struct ImagesArgs {
     /// Build the static binary into target/image/ but no image (Tilt packages it)
     #[arg(long)]
@@ -61,14 +68,7 @@ impl ImagesArgs {
 /// Builds the binary for the nodes and copies it into the image context.
 pub fn build_binary(runner: Runner) -> anyhow::Result<PathBuf> {
     let target = node_target();
-    // On a Linux host the musl target links with the system's cc; elsewhere (macOS)
-    // cargo-zigbuild cross-links with zig. Both come with `nix develop`.
-    let (build, tools): (&str, &[&str]) = if cfg!(target_os = "linux") {
-        ("build", &["cargo"])
-    } else {
-        ("zigbuild", &["cargo", "cargo-zigbuild", "zig"])
-    };
-    runner.require(tools)?;
+    let build = musl_toolchain(runner)?;
     runner.run(
         Cmd::new("cargo", "building the static mock-service binary")
             .args([
@@ -96,6 +96,29 @@ pub fn build_binary(runner: Runner) -> anyhow::Result<PathBuf> {
     std::fs::copy(&built, &destination)
         .with_context(|| format!("copying {} to {}", built.display(), destination.display()))?;
     Ok(destination)
+}
+
+/// Which cargo subcommand builds the static binary. The binary has C inside (jemalloc,
+/// its allocator), so it needs a C compiler for musl as well as Rust's musl target: on a
+/// Linux host Debian's and Ubuntu's `musl-tools` (`<arch>-linux-musl-gcc`, which the `cc`
+/// crate finds by that name) with plain `cargo build`; else zig, through cargo-zigbuild,
+/// which is what `nix develop` has on every host and the only way on macOS.
+fn musl_toolchain(runner: Runner) -> anyhow::Result<&'static str> {
+    const ZIG: [&str; 3] = ["cargo", "cargo-zigbuild", "zig"];
+    let musl_gcc = format!("{}-linux-musl-gcc", std::env::consts::ARCH);
+    let zig_found = || ZIG.iter().all(|tool| find_on_path(tool).is_some());
+    if cfg!(target_os = "linux") && (runner.dry_run || find_on_path(&musl_gcc).is_some()) {
+        return Ok("build");
+    }
+    if cfg!(target_os = "linux") && !zig_found() {
+        bail!(
+            "building the static binary needs a C compiler for musl (jemalloc is C), and \
+             neither {musl_gcc} nor zig with cargo-zigbuild is on PATH: install Debian's or \
+             Ubuntu's `musl-tools` (apt-get install musl-tools), or run inside `nix develop`"
+        );
+    }
+    runner.require(&ZIG)?;
+    Ok("zigbuild")
 }
 
 /// Builds `mock-service:<first 12 hex of the binary's sha256>` unless it exists, and
