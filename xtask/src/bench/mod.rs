@@ -44,6 +44,7 @@ pub use report::{RESULTS_END, RESULTS_START, splice};
 Examples:
   cargo xtask bench                 # the full run (about 10 minutes with the builds), into docs/benchmarks.md
   cargo xtask bench --quick         # 3 s per run: checks the suite works, figures are rough
+  cargo xtask bench --quick --profile dev   # no release build: only checks the suite works
   cargo xtask bench --output /tmp/b.md --connections 128
 
 What runs: the release builds of the services, a bare axum hello-world, an OTLP/gRPC
@@ -71,6 +72,12 @@ pub struct BenchArgs {
     /// Do not install oha when it is missing (skip it, with a note)
     #[arg(long)]
     pub no_install: bool,
+
+    /// Cargo profile the services and the project's generator are built with. `dev`
+    /// reuses the debug build instead of minutes of release compiling: figures that show
+    /// the suite runs, and nothing of the release build's speed (the test suite uses it)
+    #[arg(long, value_name = "PROFILE", default_value = "release")]
+    pub profile: String,
 }
 
 /// The endpoints measured on the mesh, in this order.
@@ -93,8 +100,11 @@ impl BenchArgs {
 
         let machine = Machine::detect();
         eprintln!("bench: {machine}");
-        step("building the release binaries (services, xtask)");
-        let binaries = build_release()?;
+        step(&format!(
+            "building the services and xtask with the `{}` profile",
+            self.profile
+        ));
+        let binaries = build(&self.profile)?;
         let graph = mesh::write_zero_work_topology(&work)?;
 
         let (mut otlp, otlp_address) = start_server(&binaries.xtask, "otlp", &work).await?;
@@ -115,7 +125,7 @@ impl BenchArgs {
         let exporting = meshes
             .measure(
                 &binaries.service,
-                Build::Release,
+                Build::Host,
                 Telemetry::Spans,
                 &MESH_ENDPOINTS,
             )
@@ -124,12 +134,7 @@ impl BenchArgs {
         for telemetry in [Telemetry::SpansWithoutExemplars, Telemetry::MetricsOnly] {
             step(&format!("the mesh, {}", telemetry.describe()));
             let measured = meshes
-                .measure(
-                    &binaries.service,
-                    Build::Release,
-                    telemetry,
-                    &MESH_ENDPOINTS,
-                )
+                .measure(&binaries.service, Build::Host, telemetry, &MESH_ENDPOINTS)
                 .await?;
             mesh_runs.extend(measured.runs);
         }
@@ -164,6 +169,7 @@ impl BenchArgs {
 
         let results = Results {
             machine,
+            profile: self.profile.clone(),
             command: self.command_line(),
             revision: revision(),
             date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -244,6 +250,9 @@ impl BenchArgs {
         if self.connections != 64 {
             line.push_str(&format!(" --connections {}", self.connections));
         }
+        if self.profile != "release" {
+            line.push_str(&format!(" --profile {}", self.profile));
+        }
         line
     }
 }
@@ -257,24 +266,28 @@ struct Binaries {
     xtask: PathBuf,
 }
 
-fn build_release() -> anyhow::Result<Binaries> {
+/// Builds the services and xtask with Cargo's `profile`, for this machine.
+fn build(profile: &str) -> anyhow::Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Cmd::new(cargo, "building the release binaries")
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "mock-service",
-            "--package",
-            "xtask",
-        ])
+    Cmd::new(cargo, format!("building the `{profile}` binaries"))
+        .args(["build", "--profile", profile])
+        .args(["--package", "mock-service", "--package", "xtask"])
         .current_dir(workspace_root())
         .run()?;
-    let release = crate::target_dir().join("release");
+    let out = crate::target_dir().join(profile_dir(profile));
     Ok(Binaries {
-        service: release.join("mock-service"),
-        xtask: release.join("xtask"),
+        service: out.join("mock-service"),
+        xtask: out.join("xtask"),
     })
+}
+
+/// The directory of `target/` that Cargo writes a profile's binaries to.
+fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        custom => custom,
+    }
 }
 
 /// What every mesh of the run shares.
@@ -308,7 +321,7 @@ impl MeshBench<'_> {
             if build == Build::Image {
                 "image"
             } else {
-                "release"
+                "host"
             },
             telemetry.label()
         );

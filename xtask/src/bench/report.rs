@@ -23,6 +23,8 @@ const MIB: f64 = 1024.0;
 /// Every figure of one run.
 pub struct Results {
     pub machine: Machine,
+    /// The Cargo profile of the host build (`--profile`).
+    pub profile: String,
     pub command: String,
     pub revision: String,
     pub date: String,
@@ -50,8 +52,9 @@ pub struct MeshRun {
 /// Which build of the services ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Build {
-    /// `--release` for this machine (glibc): what `cargo xtask local --release` runs.
-    Release,
+    /// Built for this machine (glibc) with the run's Cargo profile, `release` unless
+    /// `--profile` says otherwise: what `cargo xtask local --release` runs.
+    Host,
     /// The image's static binary (musl): what the cluster runs.
     Image,
 }
@@ -254,20 +257,20 @@ impl Results {
             .map(|run| &run.load)
     }
 
-    fn release_run(&self, telemetry: Telemetry, endpoint: Endpoint) -> Option<&Load> {
-        self.run_of(Build::Release, telemetry, endpoint)
+    fn host_run(&self, telemetry: Telemetry, endpoint: Endpoint) -> Option<&Load> {
+        self.run_of(Build::Host, telemetry, endpoint)
     }
 
     /// The share of requests per second lost to `with` against `without`, for `endpoint`.
     fn cost(&self, with: Telemetry, without: Telemetry, endpoint: Endpoint) -> Option<f64> {
-        let with = self.release_run(with, endpoint)?;
-        let without = self.release_run(without, endpoint)?;
+        let with = self.host_run(with, endpoint)?;
+        let without = self.host_run(without, endpoint)?;
         Some(1.0 - with.requests_per_second / without.requests_per_second)
     }
 
     /// (action rps x exchanges per action) / hello-world rps, both by `xtask traffic`.
     fn efficiency(&self, telemetry: Telemetry) -> f64 {
-        self.release_run(telemetry, Endpoint::Action)
+        self.host_run(telemetry, Endpoint::Action)
             .map_or(f64::NAN, |load| {
                 load.requests_per_second * exchanges_at_gateway(Endpoint::Action)
             })
@@ -285,6 +288,13 @@ impl Results {
             self.shape.connections,
             self.shape.duration.as_secs()
         ));
+        if self.profile != "release" {
+            out.push_str(&format!(
+                "- **Built with the `{}` profile, not `release`**: these figures show that the \
+                 suite runs, not how fast the release build is.\n",
+                self.profile
+            ));
+        }
         if self.shape.duration < Duration::from_secs(10) {
             out.push_str(
                 "- Short runs: the figures are rough; the full run is `cargo xtask bench`.\n",
@@ -297,7 +307,7 @@ impl Results {
         let rows: Vec<Vec<String>> = endpoints_of(&self.mesh)
             .into_iter()
             .filter_map(|endpoint| {
-                let load = self.release_run(Telemetry::Spans, endpoint)?;
+                let load = self.host_run(Telemetry::Spans, endpoint)?;
                 Some(vec![
                     endpoint.to_string(),
                     format!("{:.1}", exchanges_at_gateway(endpoint)),
@@ -317,7 +327,7 @@ impl Results {
             ("Failures", Align::Right),
         ];
         let actions = self
-            .release_run(Telemetry::Spans, Endpoint::Action)
+            .host_run(Telemetry::Spans, Endpoint::Action)
             .map_or(f64::NAN, |load| load.requests_per_second);
         let efficiency = self.efficiency(Telemetry::Spans);
         let cores = self.machine.cores;
@@ -344,7 +354,8 @@ impl Results {
         ];
         format!(
             "\n### 1. Mesh throughput\n\nThe built-in call graph with no simulated work (`work_ms` \
-             removed), release build, span export on to an OTLP/gRPC receiver, metrics on.\n\n{}{}",
+             removed), {} build, span export on to an OTLP/gRPC receiver, metrics on.\n\n{}{}",
+            self.profile,
             table(&columns, &rows),
             verdicts(&targets)
         )
@@ -355,7 +366,7 @@ impl Results {
             .into_iter()
             .filter_map(|telemetry| {
                 let image = self.run_of(Build::Image, telemetry, Endpoint::Action)?;
-                let release = self.release_run(telemetry, Endpoint::Action)?;
+                let host = self.host_run(telemetry, Endpoint::Action)?;
                 Some(vec![
                     if telemetry.spans() { "on" } else { "off" }.to_owned(),
                     format!("{:.0}", image.requests_per_second),
@@ -364,18 +375,19 @@ impl Results {
                     image.failures.to_string(),
                     format!(
                         "{:.2}",
-                        image.requests_per_second / release.requests_per_second
+                        image.requests_per_second / host.requests_per_second
                     ),
                 ])
             })
             .collect();
+        let ratio = format!("Image / {} build", self.profile);
         let columns = [
             ("Spans", Align::Left),
             ("Requests/s", Align::Right),
             ("p50 ms", Align::Right),
             ("p99 ms", Align::Right),
             ("Failures", Align::Right),
-            ("Image / release build", Align::Right),
+            (ratio.as_str(), Align::Right),
         ];
         let skipped = self
             .image_runs_skipped
@@ -395,7 +407,7 @@ impl Results {
             .into_iter()
             .filter_map(|endpoint| {
                 let rps = |telemetry| {
-                    self.release_run(telemetry, endpoint)
+                    self.host_run(telemetry, endpoint)
                         .map(|load| format!("{:.0}", load.requests_per_second))
                 };
                 let spans_cost = self.cost(Telemetry::Spans, Telemetry::MetricsOnly, endpoint)?;
@@ -478,7 +490,7 @@ impl Results {
         let loaded_runs = self
             .mesh
             .iter()
-            .filter(|run| run.build == Build::Release && run.telemetry == Telemetry::Spans)
+            .filter(|run| run.build == Build::Host && run.telemetry == Telemetry::Spans)
             .count() as u32;
         let columns = [
             ("Service", Align::Left),

@@ -1,8 +1,9 @@
-//! `cargo xtask bench --quick` runs the whole suite (release builds, the mesh, the
-//! hello-world, the OTLP receiver, the generators, the image) and writes its tables into
-//! an existing document without losing the text around them (`--no-install`: a peer that
-//! is missing is skipped with a note, not built here). It checks that every
-//! figure was produced, not how good it is: targets are for the benchmark to report.
+//! `cargo xtask bench --quick` runs the whole suite (the mesh, the hello-world, the OTLP
+//! receiver, the generators, the image) and writes its tables into an existing document
+//! without losing the text around them (`--no-install`: a peer that is missing is skipped
+//! with a note, not built here; `--profile dev`: the debug build the suite already has,
+//! instead of minutes of release compiling). It checks that every figure was produced,
+//! not how good it is: targets are for the benchmark to report.
 
 use std::process::Command;
 
@@ -56,7 +57,14 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
     .expect("seed the document");
 
     let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "--quick", "--no-install", "--output"])
+        .args([
+            "bench",
+            "--quick",
+            "--no-install",
+            "--profile",
+            "dev",
+            "--output",
+        ])
         .arg(&output)
         .output()
         .expect("run cargo xtask bench");
@@ -75,6 +83,12 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
         "stdout carries the same tables:\n{stdout}"
     );
 
+    assert!(
+        document.contains("Produced by `cargo xtask bench --quick --profile dev` at ")
+            && document.contains("- **Built with the `dev` profile, not `release`**")
+            && document.contains("| Image / dev build |"),
+        "the document says which build it measured:\n{document}"
+    );
     let cores = std::thread::available_parallelism().expect("cores").get();
     assert!(
         document.contains(&format!("- Machine: {cores} cores (")),
