@@ -103,7 +103,7 @@ pub fn build_binary(runner: Runner) -> anyhow::Result<PathBuf> {
 /// Linux host Debian's and Ubuntu's `musl-tools` (`<arch>-linux-musl-gcc`, which the `cc`
 /// crate finds by that name) with plain `cargo build`; else zig, through cargo-zigbuild,
 /// which is what `nix develop` has on every host and the only way on macOS.
-fn musl_toolchain(runner: Runner) -> anyhow::Result<&'static str> {
+pub fn musl_toolchain(runner: Runner) -> anyhow::Result<&'static str> {
     const ZIG: [&str; 3] = ["cargo", "cargo-zigbuild", "zig"];
     let musl_gcc = format!("{}-linux-musl-gcc", std::env::consts::ARCH);
     let zig_found = || ZIG.iter().all(|tool| find_on_path(tool).is_some());

@@ -22,14 +22,12 @@ impl Drop for Container {
 
 /// The reference of the image `cargo xtask images` builds (`mock-service:<hash>`), built
 /// once per test run; `None` (after saying SKIPPED) where no Docker engine answers or
-/// the static target is missing.
+/// the static binary cannot be built (no musl target, or no C compiler for musl).
 pub fn built_image() -> Option<&'static str> {
     static BUILT: OnceLock<Option<String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            if !crate::support::require_docker()
-                || !crate::support::require_rust_target(&xtask::cluster::images::node_target())
-            {
+            if !crate::support::require_docker() || !crate::support::require_static_build() {
                 return None;
             }
             let build = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -19,7 +19,17 @@ pub fn skip(what: &str, how: &str) {
         std::env::var_os("CI").is_none(),
         "CI must provide {what} (see .ci/run): {how}"
     );
-    eprintln!("SKIPPED: needs {what}, which this machine lacks ({how})");
+    say_skipped(what, how);
+}
+
+/// Straight to the process's stderr: libtest captures `eprintln!` of a passing test, and
+/// a skip must reach the person running `cargo test`.
+fn say_skipped(what: &str, how: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: needs {what}, which this machine lacks ({how})"
+    );
 }
 
 /// A program on PATH or in target/tools-venv/bin (where `.ci/run` puts the Python
@@ -66,6 +76,22 @@ pub fn require_rust_target(target: &str) -> bool {
         );
     }
     installed
+}
+
+/// Whether the image's static binary can be built here: the nodes' Rust target and a C
+/// compiler for musl (jemalloc is C); [`skip`] with what is missing otherwise.
+pub fn require_static_build() -> bool {
+    if !require_rust_target(&xtask::cluster::images::node_target()) {
+        return false;
+    }
+    let runner = xtask::cluster::Runner { dry_run: false };
+    match xtask::cluster::images::musl_toolchain(runner) {
+        Ok(_) => true,
+        Err(why) => {
+            skip("a C compiler for musl", &format!("{why:#}"));
+            false
+        }
+    }
 }
 
 /// Held by every test that binds the local mesh's fixed ports (30080..., 9090, ...),

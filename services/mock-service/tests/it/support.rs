@@ -94,7 +94,13 @@ pub fn skip(what: &str, how: &str) {
         std::env::var_os("CI").is_none(),
         "CI must provide {what} (see .ci/run): {how}"
     );
-    eprintln!("SKIPPED: needs {what}, which this machine lacks ({how})");
+    // Straight to the process's stderr: libtest captures `eprintln!` of a passing test,
+    // and a skip must reach the person running `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: needs {what}, which this machine lacks ({how})"
+    );
 }
 
 /// `program` on PATH; `None`, after [`skip`], when it is missing.
