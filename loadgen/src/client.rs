@@ -66,10 +66,6 @@ impl Reachable {
     pub fn target(&self) -> &Target {
         &self.target
     }
-
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
 }
 
 /// Why [`preflight`] found no target to send to.

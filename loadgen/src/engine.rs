@@ -60,8 +60,8 @@ pub struct Outcome {
     pub stats: Stats,
     /// The plan's `slowest` answered requests, slowest first.
     pub slowest: Vec<SlowRequest>,
-    /// Workers that ended by an error (a panic) instead of by the plan, and why; the run
-    /// went on without them.
+    /// Tasks of the run (workers, or the open model's schedule) that ended by an error (a
+    /// panic) instead of by the plan, and why; the run went on without them.
     pub worker_errors: Vec<String>,
     pub elapsed: Duration,
     pub stop: StopReason,

@@ -207,10 +207,6 @@ pub fn how_to_get(program: &str) -> String {
         "prometheus" | "promtool" => "Debian/Ubuntu: `apt-get install prometheus`",
         "grafana" | "grafana-server" => "the `grafana` package",
         "otelcol" | "otelcol-contrib" => "the `opentelemetry-collector` (or `-contrib`) package",
-        // nixpkgs has none; `cargo xtask local` runs the cluster's image when Docker answers.
-        "jaeger" => {
-            "Jaeger v2's release binary (https://www.jaegertracing.io/download/), or start Docker: `cargo xtask local` then runs Jaeger's image"
-        }
         "docker" => "Docker Engine or Docker Desktop",
         "kind" => "kind (https://kind.sigs.k8s.io)",
         "kubectl" => "kubectl",

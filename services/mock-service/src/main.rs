@@ -6,9 +6,10 @@ use tokio::net::TcpListener;
 
 /// jemalloc, in the glibc build and in the image's static (musl) build alike. Every
 /// request allocates (headers, span data and its export, log lines): with the system
-/// allocators, malloc and free were a sixth of the glibc build's CPU, and musl's malloc
-/// halved the static binary's throughput. mimalloc was slower here and held twice the memory
-/// under load; docs/benchmarks.md has the figures.
+/// allocators, malloc and free were 17% of a loaded machine's CPU samples, and musl's
+/// malloc was a large part of why the static binary served 0.54 of the glibc build.
+/// mimalloc was slower here and held twice the memory under load; docs/benchmarks.md
+/// has the figures.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -133,7 +133,7 @@ fn sdk_disabled() -> bool {
     std::env::var("OTEL_SDK_DISABLED").is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
 
-/// Which spans become OpenTelemetry spans: the application's, at `info` and above, and
+/// Which spans and span events become OpenTelemetry data: the application's, at `info` and above, and
 /// never the HTTP/gRPC plumbing. Without this, hyper, h2 and tonic spans are
 /// exported too (several times the span count), including the exporter's own gRPC calls,
 /// which then export themselves: a feedback loop.

@@ -8,6 +8,7 @@ use loadgen::Endpoint;
 use mock_service::topology::{Route, Topology};
 
 use super::{
+    MESH_ENDPOINTS,
     footprint::Memory,
     load::{Load, Shape},
     machine::Machine,
@@ -216,17 +217,6 @@ fn verdicts(rows: &[Verdict]) -> String {
     format!("\n{}", table(&columns, &rows))
 }
 
-/// The endpoints measured on the mesh, in the order they ran.
-fn endpoints_of(runs: &[MeshRun]) -> Vec<Endpoint> {
-    let mut endpoints: Vec<Endpoint> = Vec::new();
-    for run in runs {
-        if !endpoints.contains(&run.endpoint) {
-            endpoints.push(run.endpoint);
-        }
-    }
-    endpoints
-}
-
 impl Results {
     pub fn markdown(&self) -> String {
         [
@@ -304,7 +294,7 @@ impl Results {
     }
 
     fn mesh_throughput(&self) -> String {
-        let rows: Vec<Vec<String>> = endpoints_of(&self.mesh)
+        let rows: Vec<Vec<String>> = MESH_ENDPOINTS
             .into_iter()
             .filter_map(|endpoint| {
                 let load = self.host_run(Telemetry::Spans, endpoint)?;
@@ -403,7 +393,7 @@ impl Results {
     }
 
     fn telemetry_overhead(&self) -> String {
-        let rows: Vec<Vec<String>> = endpoints_of(&self.mesh)
+        let rows: Vec<Vec<String>> = MESH_ENDPOINTS
             .into_iter()
             .filter_map(|endpoint| {
                 let rps = |telemetry| {
@@ -487,11 +477,7 @@ impl Results {
             },
             self.startup_verdict(),
         ];
-        let loaded_runs = self
-            .mesh
-            .iter()
-            .filter(|run| run.build == Build::Host && run.telemetry == Telemetry::Spans)
-            .count() as u32;
+        let loaded_runs = MESH_ENDPOINTS.len() as u32;
         let columns = [
             ("Service", Align::Left),
             ("Idle MiB", Align::Right),

@@ -76,7 +76,9 @@ fn the_defaults_are_the_guides() {
     assert_eq!(settings.users, 5);
     assert_eq!(
         settings.mix,
-        xtask::traffic::Mix::GUIDE.parse().expect("mix")
+        "data=40,action=20,health=20,slow=10,error=10"
+            .parse()
+            .expect("mix")
     );
     assert_eq!(settings.think, "100ms..1s".parse().expect("think"));
     assert_eq!((settings.rate, settings.requests), (None, None));

@@ -38,7 +38,8 @@
 //! The monitoring Deployments (Prometheus, Alertmanager, Grafana, the collector, Jaeger)
 //! are not run: their images come from public registries, which no machine of this
 //! project reaches. manifests.rs checks them by structure and with the validators.
-//! Without a Docker engine (or the static Rust target) the test says SKIPPED.
+//! Without a Docker engine, the static Rust target or a C compiler for musl, the test
+//! says SKIPPED.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
