@@ -58,7 +58,8 @@ pub enum Command {
     Local(local::LocalArgs),
     /// Send realistic traffic to the gateway; report throughput, latency and errors
     Traffic(Box<traffic::TrafficArgs>),
-    /// Check health, data, action, error and the metric names: pass or fail, per check
+    /// Check health, data, action, error, and that the metrics counted them: pass or fail,
+    /// per check
     Smoke(smoke::SmokeArgs),
     /// Lint the Grafana dashboards and reload them in the running Grafana (local or kind)
     Dashboards(dashboards::DashboardsArgs),

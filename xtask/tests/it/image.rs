@@ -21,27 +21,27 @@ impl Drop for Container {
 }
 
 /// The reference of the image `cargo xtask images` builds (`mock-service:<hash>`), built
-/// once per test run; `None` (after saying SKIPPED) where no Docker engine answers or
-/// the static binary cannot be built (no musl target, or no C compiler for musl).
+/// once per test run; `None` (after saying SKIPPED, on every call: each test that cannot
+/// run says so) where no Docker engine answers or the static binary cannot be built (no
+/// musl target, or no C compiler for musl).
 pub fn built_image() -> Option<&'static str> {
-    static BUILT: OnceLock<Option<String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if !crate::support::require_docker() || !crate::support::require_static_build() {
-                return None;
-            }
-            let build = Command::new(env!("CARGO_BIN_EXE_xtask"))
-                .arg("images")
-                .output()
-                .expect("run xtask images");
-            assert!(
-                build.status.success(),
-                "cargo xtask images failed:\n{}",
-                String::from_utf8_lossy(&build.stderr)
-            );
-            Some(String::from_utf8_lossy(&build.stdout).trim().to_owned())
-        })
-        .as_deref()
+    if !crate::support::require_docker() || !crate::support::require_static_build() {
+        return None;
+    }
+    static BUILT: OnceLock<String> = OnceLock::new();
+    let reference = BUILT.get_or_init(|| {
+        let build = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("images")
+            .output()
+            .expect("run xtask images");
+        assert!(
+            build.status.success(),
+            "cargo xtask images failed:\n{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        String::from_utf8_lossy(&build.stdout).trim().to_owned()
+    });
+    Some(reference)
 }
 
 #[test]

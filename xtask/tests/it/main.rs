@@ -16,4 +16,5 @@ mod nix_flake;
 mod prometheus;
 mod service_containers;
 mod support;
+mod tidy;
 mod tiltfile;

@@ -1556,23 +1556,19 @@ impl Rendering {
 }
 
 /// The renderings of every kustomization, or `None` when kubectl is missing outside CI.
+/// The tool is looked for on every call, so that every test that cannot run says so.
 pub fn renderings() -> Option<&'static [Rendering]> {
-    static RENDERINGS: OnceLock<Option<Vec<Rendering>>> = OnceLock::new();
-    RENDERINGS
-        .get_or_init(|| {
-            let kubectl = crate::support::require(
-                "kubectl",
-                "kubectl 1.32 or later, with kustomize built in",
-            )?;
-            let manifests = workspace_root().join("manifests");
-            Some(
-                kustomization_dirs()
-                    .into_iter()
-                    .map(|dir| render(&kubectl, &manifests, &dir))
-                    .collect(),
-            )
-        })
-        .as_deref()
+    let kubectl =
+        crate::support::require("kubectl", "kubectl 1.32 or later, with kustomize built in")?;
+    static RENDERINGS: OnceLock<Vec<Rendering>> = OnceLock::new();
+    let renderings = RENDERINGS.get_or_init(|| {
+        let manifests = workspace_root().join("manifests");
+        kustomization_dirs()
+            .into_iter()
+            .map(|dir| render(&kubectl, &manifests, &dir))
+            .collect()
+    });
+    Some(renderings)
 }
 
 fn render(kubectl: &Path, manifests: &Path, dir: &Path) -> Rendering {

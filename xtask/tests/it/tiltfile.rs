@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Map, Value as Json};
@@ -884,11 +885,15 @@ fn a_trigger_mode_must_be_a_tilt_constant() {
 // ---------------------------------------------------------------------------------------
 
 /// The workloads (kind, name) and their container images, rendered the way Tilt renders
-/// them (`kubectl kustomize` with the Tiltfile's flags). `None` when kubectl is missing.
-fn rendered_workloads(dir: &str, flags: &[String]) -> Option<Vec<(String, String, Vec<String>)>> {
+/// them (`kubectl kustomize` with the Tiltfile's flags).
+fn rendered_workloads(
+    kubectl: &Path,
+    dir: &str,
+    flags: &[String],
+) -> Vec<(String, String, Vec<String>)> {
     let root = xtask::workspace_root();
     let kubeconfig = std::env::temp_dir().join("tiltfile-test-no-kubeconfig");
-    let output = match Command::new("kubectl")
+    let output = Command::new(kubectl)
         .arg("kustomize")
         .args(flags)
         .arg(root.join(dir))
@@ -896,11 +901,7 @@ fn rendered_workloads(dir: &str, flags: &[String]) -> Option<Vec<(String, String
         // Rendering needs no cluster; never let kubectl find a real one.
         .env("KUBECONFIG", &kubeconfig)
         .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("kubectl: {e}"),
-    };
+        .expect("run kubectl");
     assert!(
         output.status.success(),
         "kubectl kustomize {dir} failed:\n{}",
@@ -940,7 +941,7 @@ fn rendered_workloads(dir: &str, flags: &[String]) -> Option<Vec<(String, String
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         workloads.push((kind.to_owned(), name.to_owned(), images));
     }
-    Some(workloads)
+    workloads
 }
 
 #[test]
@@ -958,10 +959,11 @@ fn every_k8s_resource_is_a_workload_of_the_overlay_and_the_services_run_the_buil
         xtask::workspace_root().join(dir).is_dir(),
         "{dir}, which the Tiltfile deploys, does not exist"
     );
-    let Some(workloads) = rendered_workloads(dir, &flags) else {
-        eprintln!("skipped: kubectl is not installed (the manifests are not cross-checked)");
+    let Some(kubectl) = crate::support::require("kubectl", "kubectl 1.32 or later, or nix develop")
+    else {
         return;
     };
+    let workloads = rendered_workloads(&kubectl, dir, &flags);
     let workload_names: BTreeSet<_> = workloads.iter().map(|(_, name, _)| name.clone()).collect();
     let resources: BTreeSet<_> = plan
         .calls("k8s_resource")

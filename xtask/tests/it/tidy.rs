@@ -1,0 +1,350 @@
+//! Rules about the test code itself, read from the sources: a test that stops early does
+//! so only because a skip helper said it cannot run here (so it printed `SKIPPED:` and,
+//! under `CI`, failed). A bare `return` in a test would pass without checking anything.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use syn::visit::Visit;
+use xtask::workspace_root;
+
+/// The function every skip goes through (each package's `support::skip`).
+const SKIP: &str = "skip";
+
+#[test]
+fn a_test_returns_early_only_through_a_skip_helper() {
+    let files = rust_sources();
+    assert!(
+        files.len() > 50,
+        "found only {} Rust files under the workspace",
+        files.len()
+    );
+    let parsed: Vec<(PathBuf, syn::File)> = files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read a source file");
+            let file = syn::parse_file(&text)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+            (path, file)
+        })
+        .collect();
+    // The skip helpers live in the test support code (`tests/`), never in a library.
+    let skipping = skipping_functions(
+        parsed
+            .iter()
+            .filter(|(path, _)| path.components().any(|c| c.as_os_str() == "tests"))
+            .map(|(_, file)| file),
+    );
+    let mut tests = 0;
+    let mut silent = Vec::new();
+    for (path, file) in &parsed {
+        let mut finder = TestFinder::default();
+        finder.visit_file(file);
+        for test in finder.tests {
+            tests += 1;
+            let returns = silent_returns(&test, &skipping);
+            if returns > 0 {
+                silent.push(format!(
+                    "{}: fn {} ({returns} silent return(s))",
+                    relative(path),
+                    test.sig.ident
+                ));
+            }
+        }
+    }
+    assert!(tests > 100, "found only {tests} tests");
+    assert!(
+        silent.is_empty(),
+        "these tests return early without a skip helper having said why (use `let Some(x) = \
+         support::require(..) else {{ return; }};` or `if !support::require_...() {{ return; }}`), \
+         so they pass without checking anything:\n  {}",
+        silent.join("\n  ")
+    );
+}
+
+/// The rule itself, on code written for the purpose: it must catch a silent return and
+/// let a skip through.
+#[test]
+fn the_rule_tells_a_skip_from_a_silent_return() {
+    let file: syn::File = syn::parse_quote! {
+        fn skip(what: &str, how: &str) {}
+        fn require_tool() -> Option<u8> { skip("tool", "install it"); None }
+        fn wraps() -> Option<u8> { require_tool() }
+        fn unrelated() -> Option<u8> { None }
+        #[test] fn skips_by_let_else() { let Some(_t) = wraps() else { return; }; }
+        #[test] fn skips_by_if() { if require_tool().is_none() { return; } }
+        #[test] fn skips_in_block() { if !ready() { skip("x", "y"); return; } }
+        #[test] fn silent_let_else() { let Some(_t) = unrelated() else { return; }; }
+        #[test] fn silent_if() { if unrelated().is_none() { return; } }
+        #[tokio::test] async fn silent_in_loop() { loop { if done() { return; } } }
+        #[test] fn closures_are_not_the_test() { let _ = [1].iter().map(|x| { return x; }); }
+        #[test] fn nor_async_blocks() { let _ = async { return 1; }; }
+    };
+    let skipping = skipping_functions([&file]);
+    for name in ["skip", "require_tool", "wraps"] {
+        assert!(skipping.contains(name), "{name} skips: {skipping:?}");
+    }
+    assert!(!skipping.contains("unrelated"), "{skipping:?}");
+    let mut finder = TestFinder::default();
+    finder.visit_file(&file);
+    let silent: Vec<String> = finder
+        .tests
+        .iter()
+        .filter(|test| silent_returns(test, &skipping) > 0)
+        .map(|test| test.sig.ident.to_string())
+        .collect();
+    assert_eq!(silent, ["silent_let_else", "silent_if", "silent_in_loop"]);
+}
+
+/// Every `.rs` file of the workspace's packages (not `target/`).
+fn rust_sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir)
+            .expect("read a source directory")
+            .flatten()
+        {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name == "target" || name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let root = workspace_root();
+    let mut found = Vec::new();
+    for package in ["services", "loadgen", "xtask"] {
+        walk(&root.join(package), &mut found);
+    }
+    found.sort();
+    found
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(workspace_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// The names of the free functions that may skip: `skip` itself, and every free function
+/// that calls one of them (to a fixed point: `kind_overlay` → `renderings` → `require` →
+/// `skip`). Functions are known by name, and methods not at all: a test that skips
+/// through a method is reported, which errs on the strict side.
+fn skipping_functions<'a>(files: impl IntoIterator<Item = &'a syn::File>) -> BTreeSet<String> {
+    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let mut functions = FunctionCalls::default();
+        functions.visit_file(file);
+        for (name, called) in functions.calls {
+            calls.entry(name).or_default().extend(called);
+        }
+    }
+    let mut skipping = BTreeSet::from([SKIP.to_owned()]);
+    loop {
+        let more: Vec<String> = calls
+            .iter()
+            .filter(|(name, called)| {
+                !skipping.contains(*name) && called.iter().any(|c| skipping.contains(c))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if more.is_empty() {
+            return skipping;
+        }
+        skipping.extend(more);
+    }
+}
+
+/// How many of `test`'s early returns no skipping function guards.
+fn silent_returns(test: &syn::ItemFn, skipping: &BTreeSet<String>) -> usize {
+    let mut returns = Returns {
+        skipping,
+        guarded: 0,
+        silent: 0,
+    };
+    returns.visit_block(&test.block);
+    returns.silent
+}
+
+/// Collects the functions marked `#[test]` or `#[<runtime>::test]`.
+#[derive(Default)]
+struct TestFinder {
+    tests: Vec<syn::ItemFn>,
+}
+
+impl Visit<'_> for TestFinder {
+    fn visit_item_fn(&mut self, function: &syn::ItemFn) {
+        let is_test = function.attrs.iter().any(|attr| {
+            attr.path()
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident == "test")
+        });
+        if is_test {
+            self.tests.push(function.clone());
+        }
+        syn::visit::visit_item_fn(self, function);
+    }
+}
+
+/// For each free function, the names of the functions it calls by path (`f()`,
+/// `support::require()`).
+#[derive(Default)]
+struct FunctionCalls {
+    calls: BTreeMap<String, BTreeSet<String>>,
+    current: Vec<String>,
+}
+
+impl FunctionCalls {
+    fn record(&mut self, called: String) {
+        if let Some(current) = self.current.last() {
+            self.calls
+                .entry(current.clone())
+                .or_default()
+                .insert(called);
+        }
+    }
+}
+
+impl Visit<'_> for FunctionCalls {
+    fn visit_item_fn(&mut self, function: &syn::ItemFn) {
+        self.current.push(function.sig.ident.to_string());
+        syn::visit::visit_item_fn(self, function);
+        self.current.pop();
+    }
+
+    fn visit_impl_item_fn(&mut self, _: &syn::ImplItemFn) {}
+
+    fn visit_expr_call(&mut self, call: &syn::ExprCall) {
+        if let syn::Expr::Path(path) = &*call.func
+            && let Some(last) = path.path.segments.last()
+        {
+            self.record(last.ident.to_string());
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+}
+
+/// Walks a test's body: a `return` is guarded when it sits in the `else` of a
+/// `let ... else` whose value calls a skipping function, or in an `if` whose condition
+/// (or whose block) calls one. A `return` in a closure, an async block or a nested item
+/// is not the test's own.
+struct Returns<'a> {
+    skipping: &'a BTreeSet<String>,
+    /// How many guards enclose the current node.
+    guarded: usize,
+    silent: usize,
+}
+
+impl Returns<'_> {
+    fn calls_skipping(&self, node: &dyn Fn(&mut FunctionCalls)) -> bool {
+        let mut calls = FunctionCalls {
+            current: vec![String::new()],
+            ..FunctionCalls::default()
+        };
+        node(&mut calls);
+        calls
+            .calls
+            .values()
+            .flatten()
+            .any(|called| self.skipping.contains(called))
+    }
+
+    fn guarded_visit(&mut self, guard: bool, visit: impl FnOnce(&mut Self)) {
+        self.guarded += usize::from(guard);
+        visit(self);
+        self.guarded -= usize::from(guard);
+    }
+}
+
+impl Visit<'_> for Returns<'_> {
+    fn visit_local(&mut self, local: &syn::Local) {
+        let Some(init) = &local.init else {
+            return syn::visit::visit_local(self, local);
+        };
+        self.visit_expr(&init.expr);
+        if let Some((_, otherwise)) = &init.diverge {
+            let guard = self.calls_skipping(&|calls| calls.visit_expr(&init.expr));
+            self.guarded_visit(guard, |this| this.visit_expr(otherwise));
+        }
+    }
+
+    fn visit_expr_if(&mut self, expression: &syn::ExprIf) {
+        self.visit_expr(&expression.cond);
+        let guard = self.calls_skipping(&|calls| {
+            calls.visit_expr(&expression.cond);
+            calls.visit_block(&expression.then_branch);
+        });
+        self.guarded_visit(guard, |this| this.visit_block(&expression.then_branch));
+        if let Some((_, otherwise)) = &expression.else_branch {
+            self.visit_expr(otherwise);
+        }
+    }
+
+    fn visit_expr_return(&mut self, expression: &syn::ExprReturn) {
+        if self.guarded == 0 {
+            self.silent += 1;
+        }
+        syn::visit::visit_expr_return(self, expression);
+    }
+
+    fn visit_expr_closure(&mut self, _: &syn::ExprClosure) {}
+
+    fn visit_expr_async(&mut self, _: &syn::ExprAsync) {}
+
+    fn visit_item(&mut self, _: &syn::Item) {}
+}
+
+/// A helper that caches its work (the renderings, the built image) still says SKIPPED
+/// to every test it turns away, not only to the first: this test binary is run again on
+/// the manifests' tests with no kubectl on PATH, and outside CI.
+#[test]
+fn every_test_that_skips_says_so_itself() {
+    let source = workspace_root().join("xtask/tests/it/manifests.rs");
+    let file = syn::parse_file(&std::fs::read_to_string(&source).expect("manifests.rs"))
+        .expect("manifests.rs parses");
+    let mut finder = TestFinder::default();
+    finder.visit_file(&file);
+    let needing_kubectl = finder
+        .tests
+        .iter()
+        .filter(|test| {
+            let mut calls = FunctionCalls {
+                current: vec![String::new()],
+                ..FunctionCalls::default()
+            };
+            calls.visit_block(&test.block);
+            calls.calls.values().flatten().any(|c| c == "renderings")
+        })
+        .count();
+    assert!(needing_kubectl > 3, "{needing_kubectl} tests render");
+
+    let empty_path =
+        std::env::temp_dir().join(format!("xtask-tidy-no-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&empty_path).expect("an empty PATH directory");
+    let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["manifests::", "--test-threads=1"])
+        .env("PATH", &empty_path)
+        .env_remove("CI")
+        .output()
+        .expect("run the manifests' tests");
+    let _ = std::fs::remove_dir(&empty_path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the manifests' tests without kubectl:\n{}{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let said = stderr.matches("SKIPPED: needs kubectl").count();
+    assert_eq!(
+        said, needing_kubectl,
+        "each of the {needing_kubectl} tests that render must say SKIPPED itself:\n{stderr}"
+    );
+}
