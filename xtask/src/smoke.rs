@@ -251,7 +251,8 @@ fn sum(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
                     .all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"")));
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
-        .sum()
+        // Not `sum()`: an empty f64 sum is -0, which would print as such.
+        .fold(0.0, |total, value| total + value)
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {

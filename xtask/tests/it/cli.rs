@@ -255,3 +255,44 @@ fn a_target_that_is_down_is_one_sentence_with_the_way_out() {
         "{stderr}"
     );
 }
+
+/// A gateway that answers every request as it should but whose `/metrics` only
+/// registers the families (HELP and TYPE lines, no new samples) fails the smoke test:
+/// it checks that its own requests were counted, not that the names appear.
+#[test]
+fn smoke_fails_when_the_metrics_do_not_count_its_requests() {
+    use axum::{http::StatusCode, routing::get};
+    let families = "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n\
+        # HELP http_request_duration_seconds Latency.\n# TYPE http_request_duration_seconds histogram\n\
+        # HELP downstream_requests_total Calls.\n# TYPE downstream_requests_total counter\n\
+        # HELP business_events_total Events.\n# TYPE business_events_total counter\n\
+        http_requests_total{endpoint=\"/health\",status=\"200\"} 7\n";
+    let app = axum::Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/api/data", get(|| async { "{}" }))
+        .route("/api/action", axum::routing::post(|| async { "{}" }))
+        .route(
+            "/api/error",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "{}") }),
+        )
+        .route("/metrics", get(move || async move { families }));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        axum::serve(listener, app).await
+    });
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["smoke", "--target", &url])
+        .output()
+        .expect("run xtask smoke");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("4 passed, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  GET /metrics       did not count the requests above: http_requests_total{endpoint=\"/api/action\"} 0 -> 0"),
+        "{stdout}"
+    );
+}
