@@ -1,5 +1,5 @@
 //! The documentation agrees with the code: every `cargo xtask` command line written in
-//! README.md, ARCHITECTURE.md and docs/ parses with the real command line (no flag or
+//! README.md, ARCHITECTURE.md and docs/ (with docs/runbooks/) parses with the real command line (no flag or
 //! subcommand that does not exist), the README's command table lists every command,
 //! every relative link leads to a file (and heading) that exists, and the README's test
 //! command is the one CI runs.
@@ -9,15 +9,24 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory as _, Parser as _, error::ErrorKind};
 use xtask::{Cli, workspace_root};
 
+/// The Markdown files under `dir`, its subdirectories (docs/runbooks/) included.
+fn markdown_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("a docs directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            markdown_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "md") {
+            found.push(path);
+        }
+    }
+}
+
 /// README.md, ARCHITECTURE.md and every Markdown file in docs/, with their text.
 fn documents() -> Vec<(PathBuf, String)> {
     let root = workspace_root();
     let mut paths = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "md"))
-        .collect();
+    let mut docs = Vec::new();
+    markdown_files(&root.join("docs"), &mut docs);
     docs.sort();
     paths.extend(docs);
     paths

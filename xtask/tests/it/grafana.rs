@@ -31,7 +31,12 @@ fn the_committed_dashboards_pass_the_lint() {
         .collect();
     assert_eq!(
         titles,
-        ["Mesh / Inter-service", "Mesh / Overview", "Mesh / Service"]
+        [
+            "Mesh / Inter-service",
+            "Mesh / Overview",
+            "Mesh / Service",
+            "Mesh / SLO"
+        ]
     );
     assert!(panel_queries(&dashboards).len() >= 30);
 }

@@ -2,6 +2,7 @@
 //! that need a tool this machine may lack print `SKIPPED:` and the reason, except under
 //! `CI`, where they fail (`support::require`).
 
+mod alerting;
 mod bench;
 mod clean;
 mod cli;

@@ -64,7 +64,11 @@ fn both_configs_load_in_promtool() {
         &promtool,
         &["check", "config", local.to_str().expect("utf-8")],
     );
-    assert!(output.contains("SUCCESS: 2 rule files found"), "{output}");
+    let rule_files = files_in("prometheus/rules").len();
+    assert!(
+        output.contains(&format!("SUCCESS: {rule_files} rule files found")),
+        "{output}"
+    );
 
     // Debian's Prometheus is built without Kubernetes service discovery, so promtool
     // rejects `kubernetes_sd_configs` itself. Check everything else (globals, relabelling
@@ -120,59 +124,85 @@ fn target_labels_never_collide_with_metric_labels() {
 #[test]
 fn rules_load_and_their_unit_tests_pass() {
     let Some(promtool) = promtool() else { return };
-    let output = run(
-        &promtool,
-        &[
-            "check",
-            "rules",
-            "prometheus/rules/alerts.yml",
-            "prometheus/rules/recording.yml",
-        ],
+    let rules = files_in("prometheus/rules");
+    assert!(rules.len() >= 3, "{rules:?}");
+    let mut check = vec!["check", "rules"];
+    check.extend(rules.iter().map(String::as_str));
+    let output = run(&promtool, &check);
+    assert_eq!(
+        output.matches("SUCCESS: ").count(),
+        rules.len(),
+        "every rules file loads:\n{output}"
     );
-    assert!(
-        output.contains("SUCCESS: 5 rules found") && output.contains("SUCCESS: 1 rules found"),
-        "{output}"
-    );
-    let output = run(
-        &promtool,
-        &["test", "rules", "prometheus/tests/alerts.test.yml"],
-    );
-    assert!(output.contains("SUCCESS"), "{output}");
+    for tests in files_in("prometheus/tests") {
+        let output = run(&promtool, &["test", "rules", &tests]);
+        assert!(output.contains("SUCCESS"), "{tests}:\n{output}");
+    }
 }
 
-fn yaml(path: &str) -> Value {
+/// The YAML files of a directory of the repository, as paths from its root.
+pub(crate) fn files_in(dir: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(workspace_root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".yml"))
+        .map(|name| format!("{dir}/{name}"))
+        .collect();
+    files.sort();
+    files
+}
+
+pub(crate) fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(workspace_root().join(path)).expect(path);
     serde_yaml_ng::from_str(&text).expect(path)
 }
 
 #[test]
 fn every_alert_has_a_unit_test() {
-    let rules = yaml("prometheus/rules/alerts.yml");
-    let alerts: BTreeSet<&str> = rules["groups"]
-        .as_sequence()
-        .expect("groups")
+    let alerts: BTreeSet<String> = files_in("prometheus/rules")
         .iter()
-        .flat_map(|group| group["rules"].as_sequence().expect("rules"))
-        .filter_map(|rule| rule["alert"].as_str())
+        .flat_map(|file| alert_rules(&yaml(file)))
+        .filter_map(|rule| rule["alert"].as_str().map(str::to_owned))
         .collect();
     assert!(alerts.contains("Watchdog"), "{alerts:?}");
-    let tests = yaml("prometheus/tests/alerts.test.yml");
-    let tested: BTreeSet<&str> = tests["tests"]
-        .as_sequence()
-        .expect("tests")
+    let tested: BTreeSet<String> = files_in("prometheus/tests")
         .iter()
-        .flat_map(|test| test["alert_rule_test"].as_sequence().into_iter().flatten())
+        .map(|file| yaml(file))
+        .flat_map(|tests| tests["tests"].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|test| {
+            test["alert_rule_test"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|case| {
             case["exp_alerts"]
                 .as_sequence()
                 .is_some_and(|a| !a.is_empty())
         })
-        .filter_map(|case| case["alertname"].as_str())
+        .filter_map(|case| case["alertname"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(
         alerts, tested,
-        "each alert of alerts.yml needs a test in alerts.test.yml that makes it fire"
+        "each alert of prometheus/rules/ needs a test in prometheus/tests/ that makes it fire"
     );
+}
+
+/// The alerting rules (not the recording rules) of a rules file.
+pub(crate) fn alert_rules(rules: &Value) -> Vec<Value> {
+    rules["groups"]
+        .as_sequence()
+        .expect("groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_sequence().cloned().unwrap_or_default())
+        .filter(|rule| rule.get("alert").is_some())
+        .collect()
 }
 
 #[test]
@@ -196,14 +226,19 @@ fn both_configs_send_alerts_to_alertmanager() {
 }
 
 /// A child process killed (and reaped) when the test ends, pass or fail.
-struct Running {
+pub(crate) struct Running {
     name: &'static str,
     child: Child,
     log: PathBuf,
 }
 
 impl Running {
-    fn start(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Running {
+    pub(crate) fn start(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        dir: &Path,
+    ) -> Running {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(program)
@@ -216,7 +251,7 @@ impl Running {
         Running { name, child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         format!(
             "--- {} log:\n{}",
             self.name,
@@ -233,7 +268,7 @@ impl Drop for Running {
 }
 
 /// The body of a GET to 127.0.0.1, or `None` while nothing answers 2xx there.
-async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
+pub(crate) async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
     let response = client.get(url).send().await.ok()?;
     if !response.status().is_success() {
         return None;
