@@ -102,10 +102,7 @@ impl LocalArgs {
             stack::find_tools(self.otlp_endpoint.is_none())
         };
         ports::check_free(
-            ports
-                .values()
-                .flat_map(|port| [*port, admin_port(*port)])
-                .chain(tools.iter().flat_map(stack::Tool::ports)),
+            ports::service_listeners(&ports).chain(tools.iter().flat_map(stack::Tool::listeners)),
         )?;
 
         let binary = build_service(self.release)?;
