@@ -1239,7 +1239,7 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
             }
         }
     }
-    let from_outside = r.from_outside();
+    let from_outside = r.node_port_backends();
     for (deployment, port) in &from_outside {
         needed.push((
             None,
@@ -1553,7 +1553,7 @@ impl Rendering {
 
     /// The Deployments and container ports this rendering admits from outside the pod
     /// network: the kind overlay's NodePorts, nothing in the base.
-    fn from_outside(&self) -> Vec<(String, u64)> {
+    fn node_port_backends(&self) -> Vec<(String, u64)> {
         if self.name != OVERLAY_WITH_NODE_PORTS {
             return Vec::new();
         }
