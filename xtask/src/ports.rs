@@ -46,14 +46,39 @@ pub fn admin_port(port: u16) -> u16 {
     port + 1000
 }
 
-/// Fails, naming the port and its likely owner, if any port cannot be bound on loopback.
-pub fn check_free(ports: impl IntoIterator<Item = u16>) -> anyhow::Result<()> {
-    let taken: Vec<String> = ports
+/// A port the local mesh is to listen on, on 127.0.0.1, and what would listen there
+/// (e.g. `order-service`, `jaeger's query gRPC API`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub port: u16,
+    pub owner: String,
+}
+
+/// The services' listeners: each service's port and its fault API's.
+pub fn service_listeners(ports: &BTreeMap<String, u16>) -> impl Iterator<Item = Listener> + '_ {
+    ports.iter().flat_map(|(service, &port)| {
+        [
+            Listener {
+                port,
+                owner: service.clone(),
+            },
+            Listener {
+                port: admin_port(port),
+                owner: format!("{service}'s fault API"),
+            },
+        ]
+    })
+}
+
+/// Fails, naming each taken port, what was to listen there, and the port's likely
+/// current owner, if any port cannot be bound on loopback.
+pub fn check_free(listeners: impl IntoIterator<Item = Listener>) -> anyhow::Result<()> {
+    let taken: Vec<String> = listeners
         .into_iter()
-        .filter(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
-        .map(|port| {
+        .filter(|listener| std::net::TcpListener::bind(("127.0.0.1", listener.port)).is_err())
+        .map(|Listener { port, owner }| {
             format!(
-                "  port {port} is in use, probably by {}",
+                "  port {port} (for {owner}) is in use, probably by {}",
                 likely_owner(port)
             )
         })
@@ -87,7 +112,7 @@ fn likely_owner(port: u16) -> &'static str {
         9093 => "another Alertmanager (the kind cluster's: `cargo xtask cluster down`)",
         3000 => "another Grafana, or a web dev server",
         16686 => "another Jaeger (the kind cluster's: `cargo xtask cluster down`)",
-        14317 => "another Jaeger",
+        14317 | 16685 => "another Jaeger",
         4317 | 4318 | 13133 => "another OpenTelemetry Collector or Jaeger",
         _ => "another program (`ss -ltnp` shows which)",
     }
@@ -114,9 +139,18 @@ mod tests {
     fn a_taken_port_is_named_with_its_likely_owner() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let error = check_free([port]).expect_err("taken").to_string();
-        assert!(error.contains(&format!("port {port} is in use")), "{error}");
+        let wanted = || Listener {
+            port,
+            owner: "jaeger's query gRPC API".to_owned(),
+        };
+        let error = check_free([wanted()]).expect_err("taken").to_string();
+        assert!(
+            error.contains(&format!(
+                "port {port} (for jaeger's query gRPC API) is in use"
+            )),
+            "{error}"
+        );
         drop(listener);
-        assert!(check_free([port]).is_ok());
+        assert!(check_free([wanted()]).is_ok());
     }
 }

@@ -36,10 +36,11 @@ Examples:
 
 Ports (127.0.0.1 only): gateway 30080 (the kind cluster's NodePort too), the other
 services 30081-30086 in topology order, their fault APIs 1000 above (31080-31086);
-Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686, OpenTelemetry Collector
-4317/4318. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks, runs from
-Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on PATH and a
-Docker engine answers. Spans are exported whenever a collector or Jaeger runs, or to
+Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686 (UI) and 16685 (query
+gRPC), OpenTelemetry Collector 4317/4318 and 13133 (health); every one is checked free
+before anything starts. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks,
+runs from Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on
+PATH and a Docker engine answers. Spans are exported whenever a collector or Jaeger runs, or to
 --otlp-endpoint.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
 target/local/mesh.json.")]
@@ -102,10 +103,7 @@ impl LocalArgs {
             stack::find_tools(self.otlp_endpoint.is_none())
         };
         ports::check_free(
-            ports
-                .values()
-                .flat_map(|port| [*port, admin_port(*port)])
-                .chain(tools.iter().flat_map(stack::Tool::ports)),
+            ports::service_listeners(&ports).chain(tools.iter().flat_map(stack::Tool::listeners)),
         )?;
 
         let binary = build_service(self.release)?;

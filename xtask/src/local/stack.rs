@@ -1,6 +1,8 @@
 //! The observability tools that `cargo xtask local` starts next to the services, each
-//! with the project's configuration (the same files the cluster mounts), on 127.0.0.1:
-//! those on PATH, and Jaeger from Docker when no binary is there (nixpkgs has none).
+//! with the project's configuration (the same files the cluster mounts), every listener
+//! on 127.0.0.1: those on PATH, and Jaeger from Docker when no binary is there (nixpkgs
+//! has none). Each tool's ports are one table, which both its command line and the
+//! pre-start port check read.
 
 use std::{
     collections::BTreeMap,
@@ -12,6 +14,7 @@ use serde::Deserialize as _;
 
 use crate::{
     cmd::{Cmd, find_on_path, how_to_get},
+    ports::Listener,
     prometheus_config, workspace_root,
 };
 
@@ -37,7 +40,75 @@ pub enum JaegerFrom {
     },
 }
 
+/// One listener of a tool, always on 127.0.0.1: what it serves, its port, and the
+/// variable of the tool's configuration file (`otel/`) that sets its address, if one
+/// does (otherwise a flag does).
+#[derive(Clone, Copy)]
+struct ToolPort {
+    what: &'static str,
+    port: u16,
+    env: Option<&'static str>,
+}
+
+impl ToolPort {
+    fn address(self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+const PROMETHEUS_WEB: ToolPort = ToolPort {
+    what: "web UI and API",
+    port: 9090,
+    env: None,
+};
+/// Its gossip port (9094, every interface by default) is turned off, not moved.
+const ALERTMANAGER_WEB: ToolPort = ToolPort {
+    what: "web UI and API",
+    port: 9093,
+    env: None,
+};
+/// Set by GF_SERVER_HTTP_ADDR and GF_SERVER_HTTP_PORT.
+const GRAFANA_HTTP: ToolPort = ToolPort {
+    what: "web UI and API",
+    port: 3000,
+    env: None,
+};
+/// The OTLP/HTTP receiver doubles as the collector's readiness probe.
+const COLLECTOR_OTLP_HTTP: ToolPort = ToolPort {
+    what: "OTLP/HTTP receiver",
+    port: 4318,
+    env: Some("OTLP_HTTP_LISTEN"),
+};
+/// Every listener of otel/collector.yaml (its own metrics are off: `level: none`).
+const COLLECTOR_PORTS: [ToolPort; 3] = [
+    ToolPort {
+        what: "OTLP/gRPC receiver",
+        port: 4317,
+        env: Some("OTLP_GRPC_LISTEN"),
+    },
+    COLLECTOR_OTLP_HTTP,
+    ToolPort {
+        what: "health check",
+        port: 13133,
+        env: Some("HEALTH_CHECK_LISTEN"),
+    },
+];
+/// Every listener of otel/jaeger.yaml but the OTLP receiver, whose port depends on
+/// whether a collector runs (its own metrics are off: `level: none`).
+const JAEGER_UI: ToolPort = ToolPort {
+    what: "UI and HTTP API",
+    port: 16686,
+    env: Some("JAEGER_UI_LISTEN"),
+};
+const JAEGER_QUERY_GRPC: ToolPort = ToolPort {
+    what: "query gRPC API",
+    port: 16685,
+    env: Some("JAEGER_QUERY_GRPC_LISTEN"),
+};
 const JAEGER_OTLP_BEHIND_COLLECTOR: u16 = 14317;
+/// The port otel/jaeger.yaml's OTLP receiver listens on inside the container (its
+/// default, on every interface of the container's own network), published on the host.
+const JAEGER_OTLP_IN_CONTAINER: u16 = 4317;
 
 /// The name of the Jaeger container, so that `local --stop` and `clean` find it.
 pub const JAEGER_CONTAINER: &str = "observability-playground-jaeger";
@@ -159,23 +230,28 @@ impl Tool {
         }
     }
 
-    pub fn ports(&self) -> Vec<u16> {
-        match self {
-            Tool::Prometheus(_) => vec![9090],
-            Tool::Grafana(_) => vec![3000],
-            Tool::Alertmanager(_) => vec![9093],
-            Tool::Collector(_) => vec![4317, 4318, 13133],
-            Tool::Jaeger {
-                behind_collector, ..
-            } => vec![16686, Self::jaeger_otlp_port(*behind_collector)],
-        }
+    /// Every port it listens on, on 127.0.0.1: what `cargo xtask local` checks is free
+    /// before it starts anything.
+    pub fn listeners(&self) -> Vec<Listener> {
+        self.ports()
+            .into_iter()
+            .map(|port| Listener {
+                port: port.port,
+                owner: format!("{}'s {}", self.name(), port.what),
+            })
+            .collect()
     }
 
-    fn jaeger_otlp_port(behind_collector: bool) -> u16 {
-        if behind_collector {
-            JAEGER_OTLP_BEHIND_COLLECTOR
-        } else {
-            4317
+    fn ports(&self) -> Vec<ToolPort> {
+        match self {
+            Tool::Prometheus(_) => vec![PROMETHEUS_WEB],
+            Tool::Grafana(_) => vec![GRAFANA_HTTP],
+            Tool::Alertmanager(_) => vec![ALERTMANAGER_WEB],
+            Tool::Collector(_) => COLLECTOR_PORTS.to_vec(),
+            Tool::Jaeger {
+                runs,
+                behind_collector,
+            } => jaeger_ports(runs, jaeger_otlp_port(*behind_collector)),
         }
     }
 
@@ -193,12 +269,21 @@ impl Tool {
     /// A URL that answers once the tool is ready, and whether any HTTP answer will do.
     pub fn ready_probe(&self) -> (String, bool) {
         match self {
-            Tool::Prometheus(_) => ("http://127.0.0.1:9090/-/ready".into(), false),
-            Tool::Grafana(_) => ("http://127.0.0.1:3000/api/health".into(), false),
-            Tool::Alertmanager(_) => ("http://127.0.0.1:9093/-/ready".into(), false),
+            Tool::Prometheus(_) => (
+                format!("http://{}/-/ready", PROMETHEUS_WEB.address()),
+                false,
+            ),
+            Tool::Grafana(_) => (
+                format!("http://{}/api/health", GRAFANA_HTTP.address()),
+                false,
+            ),
+            Tool::Alertmanager(_) => (
+                format!("http://{}/-/ready", ALERTMANAGER_WEB.address()),
+                false,
+            ),
             // The OTLP/HTTP receiver answers 404 at `/` once it is listening.
-            Tool::Collector(_) => ("http://127.0.0.1:4318/".into(), true),
-            Tool::Jaeger { .. } => ("http://127.0.0.1:16686/".into(), false),
+            Tool::Collector(_) => (format!("http://{}/", COLLECTOR_OTLP_HTTP.address()), true),
+            Tool::Jaeger { .. } => (format!("http://{}/", JAEGER_UI.address()), false),
         }
     }
 
@@ -234,8 +319,10 @@ impl Tool {
                         dir.join("data").display()
                     ))
                     .arg("--storage.tsdb.retention.time=2d")
-                    .arg("--web.listen-address=127.0.0.1:9090")
-                    .arg("--web.enable-lifecycle")
+                    .arg(format!("--web.listen-address={}", PROMETHEUS_WEB.address()))
+                    // No --web.enable-lifecycle: nothing reloads this Prometheus (its
+                    // configuration is written once, at start), so /-/reload and
+                    // /-/quit stay off.
                     // Keeps the trace ids the services attach to latency observations,
                     // so a latency panel's dots open their traces.
                     .arg("--enable-feature=exemplar-storage")
@@ -253,7 +340,10 @@ impl Tool {
                         root.join("prometheus").join("alertmanager.yml").display()
                     ))
                     .arg(format!("--storage.path={}", dir.display()))
-                    .arg("--web.listen-address=127.0.0.1:9093")
+                    .arg(format!(
+                        "--web.listen-address={}",
+                        ALERTMANAGER_WEB.address()
+                    ))
                     // One instance: no gossip port, which would listen on every address.
                     .arg("--cluster.listen-address=")
             }
@@ -268,7 +358,7 @@ impl Tool {
                     cmd = cmd.arg("--homepath").arg(home);
                 }
                 cmd.env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
-                    .env("GF_SERVER_HTTP_PORT", "3000")
+                    .env("GF_SERVER_HTTP_PORT", GRAFANA_HTTP.port.to_string())
                     .env("GF_PATHS_DATA", dir.join("data"))
                     .env("GF_PATHS_LOGS", dir.join("logs"))
                     .env("GF_PATHS_PLUGINS", dir.join("plugins"))
@@ -285,49 +375,97 @@ impl Tool {
                     .env("ALERTMANAGER_URL", "http://127.0.0.1:9093")
                     .env("DASHBOARDS_DIR", root.join("grafana").join("dashboards"))
             }
-            Tool::Collector(path) => Cmd::new(path, "starting the OpenTelemetry Collector")
-                .arg(format!(
+            Tool::Collector(path) => listening_on(
+                Cmd::new(path, "starting the OpenTelemetry Collector").arg(format!(
                     "--config={}",
                     root.join("otel").join("collector.yaml").display()
-                ))
-                .env("OTLP_GRPC_LISTEN", "127.0.0.1:4317")
-                .env("OTLP_HTTP_LISTEN", "127.0.0.1:4318")
-                .env("HEALTH_CHECK_LISTEN", "127.0.0.1:13133")
-                .env(
-                    "JAEGER_OTLP_ENDPOINT",
-                    format!("127.0.0.1:{JAEGER_OTLP_BEHIND_COLLECTOR}"),
-                ),
+                )),
+                &COLLECTOR_PORTS,
+            )
+            .env(
+                "JAEGER_OTLP_ENDPOINT",
+                format!("127.0.0.1:{JAEGER_OTLP_BEHIND_COLLECTOR}"),
+            ),
             Tool::Jaeger {
                 runs,
                 behind_collector,
-            } => jaeger_command(runs, Self::jaeger_otlp_port(*behind_collector)),
+            } => jaeger_command(runs, jaeger_otlp_port(*behind_collector)),
         })
     }
 }
 
-/// Jaeger with the project's `otel/jaeger.yaml`: its UI on 127.0.0.1:16686 and its OTLP
-/// receiver on 127.0.0.1:`otlp_port`. From Docker, the container listens on the file's
-/// defaults (0.0.0.0 inside the container) and both ports are published on 127.0.0.1
-/// only; it runs in the foreground with `--rm`, so stopping `docker run` (SIGTERM, which
-/// docker passes on) stops and removes it.
+/// The tool's configuration file's listen variables, each set to 127.0.0.1.
+fn listening_on(cmd: Cmd, ports: &[ToolPort]) -> Cmd {
+    ports.iter().fold(cmd, |cmd, port| match port.env {
+        Some(variable) => cmd.env(variable, port.address()),
+        None => cmd,
+    })
+}
+
+fn jaeger_otlp_port(behind_collector: bool) -> u16 {
+    if behind_collector {
+        JAEGER_OTLP_BEHIND_COLLECTOR
+    } else {
+        JAEGER_OTLP_IN_CONTAINER
+    }
+}
+
+fn jaeger_otlp(port: u16) -> ToolPort {
+    ToolPort {
+        what: "OTLP/gRPC receiver",
+        port,
+        env: Some("JAEGER_OTLP_LISTEN"),
+    }
+}
+
+/// Jaeger's ports on the host. From Docker, only what is published: the query gRPC API
+/// listens on the container's own loopback (the file's default), unreachable from the
+/// host and taking no host port.
+fn jaeger_ports(runs: &JaegerFrom, otlp_port: u16) -> Vec<ToolPort> {
+    match runs {
+        JaegerFrom::Binary(_) => vec![JAEGER_UI, JAEGER_QUERY_GRPC, jaeger_otlp(otlp_port)],
+        JaegerFrom::Docker { .. } => jaeger_published(otlp_port)
+            .iter()
+            .map(|(port, _)| *port)
+            .collect(),
+    }
+}
+
+/// What the Jaeger container publishes on the host, and from which port inside it.
+fn jaeger_published(otlp_port: u16) -> [(ToolPort, u16); 2] {
+    [
+        (JAEGER_UI, JAEGER_UI.port),
+        (jaeger_otlp(otlp_port), JAEGER_OTLP_IN_CONTAINER),
+    ]
+}
+
+/// Jaeger with the project's `otel/jaeger.yaml`: every listener on 127.0.0.1, its OTLP
+/// receiver on `otlp_port`. From Docker, the container listens on the file's defaults
+/// (0.0.0.0 inside the container for the UI and OTLP, which are published on 127.0.0.1
+/// only); it runs in the foreground with `--rm`, so stopping `docker run` (SIGTERM,
+/// which docker passes on) stops and removes it.
 pub fn jaeger_command(runs: &JaegerFrom, otlp_port: u16) -> Cmd {
     let config = workspace_root().join("otel").join("jaeger.yaml");
     match runs {
-        JaegerFrom::Binary(path) => Cmd::new(path, "starting Jaeger")
-            .arg(format!("--config={}", config.display()))
-            .env("JAEGER_UI_LISTEN", "127.0.0.1:16686")
-            .env("JAEGER_OTLP_LISTEN", format!("127.0.0.1:{otlp_port}")),
-        JaegerFrom::Docker { image } => Cmd::new("docker", "starting Jaeger in Docker")
-            .args([
-                "run",
-                "--rm",
-                "--name",
-                JAEGER_CONTAINER,
-                "--label",
-                CONTAINER_LABEL,
-            ])
-            .args(["--publish", "127.0.0.1:16686:16686"])
-            .args(["--publish", &format!("127.0.0.1:{otlp_port}:4317")])
+        JaegerFrom::Binary(path) => listening_on(
+            Cmd::new(path, "starting Jaeger").arg(format!("--config={}", config.display())),
+            &jaeger_ports(runs, otlp_port),
+        ),
+        JaegerFrom::Docker { image } => jaeger_published(otlp_port)
+            .iter()
+            .fold(
+                Cmd::new("docker", "starting Jaeger in Docker").args([
+                    "run",
+                    "--rm",
+                    "--name",
+                    JAEGER_CONTAINER,
+                    "--label",
+                    CONTAINER_LABEL,
+                ]),
+                |cmd, (port, inside)| {
+                    cmd.args(["--publish", &format!("{}:{inside}", port.address())])
+                },
+            )
             .args([
                 "--volume",
                 &format!("{}:/etc/jaeger/jaeger.yaml:ro", config.display()),
@@ -363,11 +501,257 @@ mod tests {
         }
     }
 
+    fn state() -> PathBuf {
+        std::env::temp_dir().join(format!("xtask-stack-{}", std::process::id()))
+    }
+
     fn command_line(tool: &Tool) -> String {
-        let state = std::env::temp_dir().join(format!("xtask-stack-{}", std::process::id()));
-        tool.command(&state, &BTreeMap::new())
+        tool.command(&state(), &BTreeMap::new())
             .expect("command")
             .to_string()
+    }
+
+    fn jaeger_binary(behind_collector: bool) -> Tool {
+        Tool::Jaeger {
+            runs: JaegerFrom::Binary(PathBuf::from("/opt/bin/jaeger")),
+            behind_collector,
+        }
+    }
+
+    /// Each tool's exact command line: every listener on 127.0.0.1, none left on a
+    /// default; Prometheus without its lifecycle API (/-/reload, /-/quit).
+    #[test]
+    fn every_tool_runs_with_each_listener_on_loopback() {
+        let (s, r) = (
+            state().display().to_string(),
+            workspace_root().display().to_string(),
+        );
+        let expected = [
+            (
+                Tool::Prometheus(PathBuf::from("/opt/bin/prometheus")),
+                format!(
+                    "/opt/bin/prometheus --config.file={s}/prometheus/prometheus.yml \
+                     --storage.tsdb.path={s}/prometheus/data --storage.tsdb.retention.time=2d \
+                     --web.listen-address=127.0.0.1:9090 --enable-feature=exemplar-storage \
+                     --rules.alert.resend-delay=5s"
+                ),
+            ),
+            (
+                Tool::Alertmanager(PathBuf::from("/opt/bin/alertmanager")),
+                format!(
+                    "/opt/bin/alertmanager --config.file={r}/prometheus/alertmanager.yml \
+                     --storage.path={s}/alertmanager --web.listen-address=127.0.0.1:9093 \
+                     --cluster.listen-address="
+                ),
+            ),
+            (
+                Tool::Grafana(PathBuf::from("/opt/bin/grafana-server")),
+                format!(
+                    "GF_SERVER_HTTP_ADDR=127.0.0.1 GF_SERVER_HTTP_PORT=3000 \
+                     GF_PATHS_DATA={s}/grafana/data GF_PATHS_LOGS={s}/grafana/logs \
+                     GF_PATHS_PLUGINS={s}/grafana/plugins \
+                     GF_PATHS_PROVISIONING={r}/grafana/provisioning \
+                     GF_SECURITY_ADMIN_USER=admin GF_SECURITY_ADMIN_PASSWORD=admin \
+                     GF_ANALYTICS_REPORTING_ENABLED=false GF_ANALYTICS_CHECK_FOR_UPDATES=false \
+                     PROMETHEUS_URL=http://127.0.0.1:9090 JAEGER_URL=http://127.0.0.1:16686 \
+                     ALERTMANAGER_URL=http://127.0.0.1:9093 DASHBOARDS_DIR={r}/grafana/dashboards \
+                     /opt/bin/grafana-server"
+                ),
+            ),
+            (
+                Tool::Collector(PathBuf::from("/opt/bin/otelcol-contrib")),
+                format!(
+                    "OTLP_GRPC_LISTEN=127.0.0.1:4317 OTLP_HTTP_LISTEN=127.0.0.1:4318 \
+                     HEALTH_CHECK_LISTEN=127.0.0.1:13133 JAEGER_OTLP_ENDPOINT=127.0.0.1:14317 \
+                     /opt/bin/otelcol-contrib --config={r}/otel/collector.yaml"
+                ),
+            ),
+            (
+                jaeger_binary(false),
+                format!(
+                    "JAEGER_UI_LISTEN=127.0.0.1:16686 JAEGER_QUERY_GRPC_LISTEN=127.0.0.1:16685 \
+                     JAEGER_OTLP_LISTEN=127.0.0.1:4317 /opt/bin/jaeger \
+                     --config={r}/otel/jaeger.yaml"
+                ),
+            ),
+            (
+                jaeger_binary(true),
+                format!(
+                    "JAEGER_UI_LISTEN=127.0.0.1:16686 JAEGER_QUERY_GRPC_LISTEN=127.0.0.1:16685 \
+                     JAEGER_OTLP_LISTEN=127.0.0.1:14317 /opt/bin/jaeger \
+                     --config={r}/otel/jaeger.yaml"
+                ),
+            ),
+        ];
+        let lines: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(tool, command)| (command_line(&tool), command))
+            .collect();
+        // The commands made their state directories there; only this test writes them.
+        std::fs::remove_dir_all(state()).expect("remove the state directory");
+        for (line, command) in lines {
+            assert_eq!(line, command);
+        }
+    }
+
+    /// What `cargo xtask local` checks is free before it starts: every port each tool
+    /// listens on, named with the tool.
+    #[test]
+    fn the_port_check_covers_every_listener_of_every_tool() {
+        let listeners = |tool: Tool| -> Vec<(u16, String)> {
+            tool.listeners()
+                .into_iter()
+                .map(|l| (l.port, l.owner))
+                .collect()
+        };
+        let named = |list: &[(u16, &str)]| -> Vec<(u16, String)> {
+            list.iter().map(|(p, o)| (*p, (*o).to_owned())).collect()
+        };
+        let cases = [
+            (
+                Tool::Prometheus(PathBuf::from("prometheus")),
+                named(&[(9090, "prometheus's web UI and API")]),
+            ),
+            (
+                Tool::Alertmanager(PathBuf::from("alertmanager")),
+                named(&[(9093, "alertmanager's web UI and API")]),
+            ),
+            (
+                Tool::Grafana(PathBuf::from("grafana")),
+                named(&[(3000, "grafana's web UI and API")]),
+            ),
+            (
+                Tool::Collector(PathBuf::from("otelcol")),
+                named(&[
+                    (4317, "otel-collector's OTLP/gRPC receiver"),
+                    (4318, "otel-collector's OTLP/HTTP receiver"),
+                    (13133, "otel-collector's health check"),
+                ]),
+            ),
+            (
+                jaeger_binary(false),
+                named(&[
+                    (16686, "jaeger's UI and HTTP API"),
+                    (16685, "jaeger's query gRPC API"),
+                    (4317, "jaeger's OTLP/gRPC receiver"),
+                ]),
+            ),
+            // From Docker only the published ports take host ports.
+            (
+                docker_jaeger(true),
+                named(&[
+                    (16686, "jaeger's UI and HTTP API"),
+                    (14317, "jaeger's OTLP/gRPC receiver"),
+                ]),
+            ),
+        ];
+        for (tool, expected) in cases {
+            assert_eq!(listeners(tool), expected);
+        }
+    }
+
+    /// The listeners a component of otel/ opens, by the path of each one's settings
+    /// under the component. Jaeger and the collector cannot be installed here, so their
+    /// files are checked by structure against what each component is known to open.
+    fn component_listeners(kind: &str, name: &str, component: &Value) -> Vec<String> {
+        match (kind, name) {
+            ("receivers", "otlp") => component["protocols"]
+                .as_mapping()
+                .map(|protocols| {
+                    protocols
+                        .keys()
+                        .map(|p| format!("protocols/{}", p.as_str().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            // Both always listen: Jaeger's defaults are :16686 and :16685.
+            ("extensions", "jaeger_query") => vec!["http".into(), "grpc".into()],
+            ("extensions", "health_check") => vec![String::new()],
+            ("extensions", "jaeger_storage") => Vec::new(),
+            _ => {
+                panic!("{kind}/{name}: this test does not know which ports it opens; add them here")
+            }
+        }
+    }
+
+    use serde_yaml_ng::Value;
+
+    /// Each listener of an otel/ file: where it is, the variable that sets its address,
+    /// and the address it defaults to. Fails for a listener left on its tool's default
+    /// and for the tool's own metrics port.
+    fn listen_variables(file: &str) -> Vec<(String, String, String)> {
+        let text = std::fs::read_to_string(workspace_root().join("otel").join(file))
+            .expect("read the file");
+        let config: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+        assert_eq!(
+            config["service"]["telemetry"]["metrics"]["level"].as_str(),
+            Some("none"),
+            "{file}: its own metrics would listen on 8888, every interface"
+        );
+        let mut found = Vec::new();
+        for kind in ["receivers", "extensions"] {
+            let Some(components) = config[kind].as_mapping() else {
+                continue;
+            };
+            for (name, component) in components {
+                let name = name.as_str().unwrap_or_default();
+                for path in component_listeners(kind, name, component) {
+                    let settings = path
+                        .split('/')
+                        .filter(|p| !p.is_empty())
+                        .fold(component, |value, key| &value[key]);
+                    let endpoint = settings["endpoint"].as_str().unwrap_or_default();
+                    let at = format!("{file}: {kind}/{name}/{path}");
+                    let (variable, default) = endpoint
+                        .strip_prefix("${env:")
+                        .and_then(|rest| rest.strip_suffix('}'))
+                        .and_then(|rest| rest.split_once(":-"))
+                        .unwrap_or_else(|| {
+                            panic!("{at}: endpoint {endpoint:?} is not ${{env:VAR:-address}}: left on its default, it listens on every interface")
+                        });
+                    found.push((at, variable.to_owned(), default.to_owned()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every listener of otel/collector.yaml and otel/jaeger.yaml is set by the command
+    /// `cargo xtask local` runs, to 127.0.0.1 and a port the port check covers; from
+    /// Docker, those not published keep a loopback default inside the container.
+    #[test]
+    fn the_otel_files_listen_only_where_the_commands_say() {
+        let collector = Tool::Collector(PathBuf::from("otelcol"));
+        for (file, tool) in [
+            ("collector.yaml", &collector),
+            ("jaeger.yaml", &jaeger_binary(false)),
+        ] {
+            let command = command_line(tool);
+            let ports: Vec<u16> = tool.listeners().iter().map(|l| l.port).collect();
+            let listeners = listen_variables(file);
+            assert_eq!(
+                listeners.len(),
+                ports.len(),
+                "{file}: {listeners:?} vs {ports:?}"
+            );
+            for (at, variable, _) in &listeners {
+                let port: u16 = command
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix(&format!("{variable}=127.0.0.1:")))
+                    .and_then(|port| port.parse().ok())
+                    .unwrap_or_else(|| panic!("{at}: {command} sets no {variable}=127.0.0.1:PORT"));
+                assert!(ports.contains(&port), "{at}: {port} is not in {ports:?}");
+            }
+        }
+        let docker = command_line(&docker_jaeger(false));
+        for (at, _, default) in listen_variables("jaeger.yaml") {
+            let inside = default.rsplit_once(':').map_or("", |(_, port)| port);
+            let published = docker.contains(&format!(":{inside} "));
+            assert!(
+                published || default.starts_with("127.0.0.1:"),
+                "{at}: in Docker it listens on {default}, neither published nor loopback"
+            );
+        }
     }
 
     /// The value `--publish 127.0.0.1:HOST:CONTAINER` gives `container`'s host port.

@@ -11,6 +11,7 @@ mod docs;
 mod grafana;
 mod image;
 mod local_mesh;
+mod local_ports;
 mod local_topology;
 mod manifests;
 mod nix_flake;

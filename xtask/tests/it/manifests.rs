@@ -5,9 +5,11 @@
 //! locked-down security context in every pod, a Service behind every dependency of the
 //! topology and every in-cluster URL, every configuration file in a ConfigMap mounted
 //! where its program reads it, network policies that let the demo's traffic through and
-//! nothing else in (and every path inside the cluster through a policy of its own, not
-//! a UI's "from anywhere"), Prometheus keeping exemplars and sending its alerts to the
-//! Alertmanager, and the kind NodePorts published on 127.0.0.1 at the guide's ports.
+//! nothing else in (each service only from its callers in the topology and Prometheus;
+//! no tool's admin or lifecycle endpoint from the services; from outside the pod
+//! network only the kind overlay's NodePorts), Prometheus keeping exemplars, sending its
+//! alerts to the Alertmanager and running without its lifecycle API, and the kind
+//! NodePorts published on 127.0.0.1 at the guide's ports.
 //!
 //! The structural tests need only kubectl (or nothing); the validators are found on PATH
 //! or in target/tools-venv/bin, and their tests skip outside CI when they are missing.
@@ -38,14 +40,20 @@ const KIND_PORTS: [(u64, u64, &str, u64); 5] = [
     (30093, 9093, "alertmanager", 9093),
 ];
 
-/// Every pod exposed to the outside of the cluster (by the network policies, whether or
-/// not a NodePort publishes it): the entry point and the four UIs.
-const OPEN_TO_ANYONE: [(&str, u64); 5] = [
-    ("gateway-service", 8080),
-    ("prometheus", 9090),
-    ("grafana", 3000),
-    ("jaeger", 16686),
-    ("alertmanager", 9093),
+/// The rendering whose network policies admit traffic from outside the pod network: to
+/// exactly the Deployments and ports behind `KIND_PORTS`. The base admits none.
+const OVERLAY_WITH_NODE_PORTS: &str = "overlays/kind";
+
+/// The tools' endpoints that stop or reconfigure them, or administer them, which no pod
+/// of `services` may reach: (Deployment, container port, what is there).
+const TOOL_ADMIN_ENDPOINTS: [(&str, u64, &str); 3] = [
+    (
+        "prometheus",
+        9090,
+        "Prometheus's /-/reload and /-/quit (and its API)",
+    ),
+    ("alertmanager", 9093, "Alertmanager's API (silences)"),
+    ("grafana", 3000, "Grafana's admin API"),
 ];
 
 /// The only checkov checks a manifest may skip, and where.
@@ -847,9 +855,13 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         return;
     };
     let args = args(container);
-    problems.check(args.contains_key("--web.enable-lifecycle"), || {
-        "prometheus: --web.enable-lifecycle".to_owned()
-    });
+    // Nothing reloads or stops Prometheus over HTTP (an edited ConfigMap rolls the pod):
+    // its lifecycle and admin endpoints stay off.
+    for flag in ["--web.enable-lifecycle", "--web.enable-admin-api"] {
+        problems.check(!args.contains_key(flag), || {
+            format!("prometheus: {flag} opens endpoints that stop or change it; nothing needs them")
+        });
+    }
     // The services' exemplars (trace ids on the latency histograms) are kept only with
     // this feature on; `--enable-feature` may repeat, each a comma-separated list.
     problems.check(
@@ -1137,9 +1149,10 @@ fn alertmanager_targets(config: &Value, own_namespace: &str) -> Vec<(String, Str
         .collect()
 }
 
-/// A small NetworkPolicy evaluator (ingress; pod and namespace selectors): the traffic
-/// the demo needs gets through, and from outside the cluster only the entry point and
-/// the UIs can be reached.
+/// A small NetworkPolicy evaluator (ingress; pod and namespace selectors, ipBlocks): the
+/// traffic the demo needs gets through, and nothing else. A pod's address may be any
+/// of kind's pod subnet; "outside" is any address beyond it (the host's requests reach
+/// a NodePort's pod from a node's address, after kube-proxy's SNAT).
 fn check_network_policies(r: &Rendering, topology: &Topology) {
     let pods = r.pods();
     let pod = |deployment: &str| {
@@ -1226,12 +1239,13 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
             }
         }
     }
-    for (deployment, port) in OPEN_TO_ANYONE {
+    let from_outside = r.node_port_backends();
+    for (deployment, port) in &from_outside {
         needed.push((
             None,
             pod(deployment),
-            port,
-            "a NodePort or a UI from outside the cluster".to_owned(),
+            *port,
+            "a NodePort, from outside the pod network".to_owned(),
         ));
     }
     assert!(
@@ -1247,8 +1261,8 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
                 to.deployment
             )
         });
-        // A path inside the cluster must not hang on a UI's "from anywhere" policy, which
-        // a user may delete to expose less.
+        // A path inside the cluster must not hang on a policy open to anyone, which a
+        // user may delete to expose less.
         problems.check(
             from.is_none() || r.ingress_allowed_from_named_peers(*from, to, *port),
             || {
@@ -1259,36 +1273,55 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
             },
         );
     }
+    check_refusals(r, topology, &pods, &from_outside, &mut problems);
+    problems.assert_none(&format!("{}: network policies", r.name));
+}
 
-    // What must not: from outside, only the entry point and the UIs; inside, the
-    // services only from each other and Prometheus, Jaeger's OTLP only from the collector.
+/// What must not get through: from outside the pod network, only the kind overlay's
+/// NodePorts; each service only from its callers in the topology and Prometheus; the
+/// tools only on their span, datasource and alerting paths.
+fn check_refusals(
+    r: &Rendering,
+    topology: &Topology,
+    pods: &[Pod],
+    from_outside: &[(String, u64)],
+    problems: &mut Problems,
+) {
     let services: BTreeSet<&str> = pods
         .iter()
         .filter(|p| p.namespace == "services")
         .map(|p| p.deployment.as_str())
         .collect();
-    for to in &pods {
+    let callers = |callee: &str| -> BTreeSet<&str> {
+        topology
+            .services()
+            .filter(|caller| caller.dependencies().contains(&callee))
+            .map(|caller| caller.name.as_str())
+            .collect()
+    };
+    for to in pods {
         for port in to.ports() {
             let sources: BTreeSet<&str> = pods
                 .iter()
-                .filter(|from| r.ingress_allowed(Some(*from), to, port))
+                .filter(|from| r.ingress_possible(Some(*from), to, port))
                 .map(|from| from.deployment.as_str())
                 .collect();
-            let open = OPEN_TO_ANYONE.contains(&(to.deployment.as_str(), port));
-            problems.check(r.ingress_allowed(None, to, port) == open, || {
+            let open = from_outside.contains(&(to.deployment.clone(), port));
+            problems.check(r.ingress_possible(None, to, port) == open, || {
                 format!(
-                    "{}:{port} from outside the cluster: allowed must be {open}",
+                    "{}:{port} from outside the pod network: allowed must be {open}",
                     to.deployment
                 )
             });
-            if open {
-                continue;
-            }
             let expected: BTreeSet<&str> =
                 match (to.namespace.as_str(), to.deployment.as_str(), port) {
-                    ("services", _, _) => services.iter().copied().chain(["prometheus"]).collect(),
-                    (_, "otel-collector", _) => services.clone(),
+                    ("services", callee, 8080) => {
+                        callers(callee).into_iter().chain(["prometheus"]).collect()
+                    }
+                    (_, "otel-collector", 4317 | 4318) => services.clone(),
                     (_, "jaeger", 4317) => BTreeSet::from(["otel-collector"]),
+                    (_, "jaeger", 16686) | (_, "prometheus", 9090) => BTreeSet::from(["grafana"]),
+                    (_, "alertmanager", 9093) => BTreeSet::from(["prometheus", "grafana"]),
                     _ => BTreeSet::new(),
                 };
             problems.check(sources == expected, || {
@@ -1299,7 +1332,42 @@ fn check_network_policies(r: &Rendering, topology: &Topology) {
             });
         }
     }
-    problems.assert_none(&format!("{}: network policies", r.name));
+
+    // Said once more, in the words of the rules: every service refuses at least one
+    // service that does not call it, and no service reaches a tool's admin endpoints.
+    for callee in topology.services() {
+        let to = pods
+            .iter()
+            .find(|p| p.deployment == callee.name)
+            .expect("a Deployment per service");
+        let callers = callers(&callee.name);
+        let forbidden: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.namespace == "services" && !callers.contains(p.deployment.as_str()))
+            .collect();
+        problems.check(
+            forbidden
+                .iter()
+                .any(|from| !r.ingress_possible(Some(*from), to, 8080)),
+            || {
+                format!(
+                    "{}: admits every service, not only its callers {callers:?}",
+                    callee.name
+                )
+            },
+        );
+    }
+    for (deployment, port, what) in TOOL_ADMIN_ENDPOINTS {
+        let Some(to) = pods.iter().find(|p| p.deployment == deployment) else {
+            problems.push(format!("no Deployment {deployment}"));
+            continue;
+        };
+        for from in pods.iter().filter(|p| p.namespace == "services") {
+            problems.check(!r.ingress_possible(Some(from), to, port), || {
+                format!("{} reaches {deployment}:{port}, {what}", from.deployment)
+            });
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1483,16 +1551,38 @@ impl Rendering {
         })
     }
 
-    /// Whether a connection from `from` (`None`: outside the cluster) to `to`'s
-    /// container port `port` is allowed.
-    fn ingress_allowed(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
-        self.ingress_allowed_by(from, to, port, |_| true)
+    /// The Deployments and container ports this rendering admits from outside the pod
+    /// network: the kind overlay's NodePorts, nothing in the base.
+    fn node_port_backends(&self) -> Vec<(String, u64)> {
+        if self.name != OVERLAY_WITH_NODE_PORTS {
+            return Vec::new();
+        }
+        KIND_PORTS
+            .iter()
+            .map(|&(_, _, deployment, port)| (deployment.to_owned(), port))
+            .collect()
     }
 
-    /// The same, counting only the rules that name their sources (`from`): whether the
-    /// connection is let in by a policy written for it, not by one open to anyone.
+    /// Whether a connection from `from` (`None`: outside the pod network) to `to`'s
+    /// container port `port` is allowed from every address `from` may have: what a
+    /// needed path must be.
+    fn ingress_allowed(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
+        self.ingress_allowed_by(from, to, port, Reach::Every, |_| true)
+    }
+
+    /// Whether it is allowed from at least one address `from` may have: what a refused
+    /// path must not be.
+    fn ingress_possible(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
+        self.ingress_allowed_by(from, to, port, Reach::Some, |_| true)
+    }
+
+    /// Allowed from every address, counting only the rules that name their sources
+    /// (`from`): whether the connection is let in by a policy written for it, not by one
+    /// open to anyone.
     fn ingress_allowed_from_named_peers(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
-        self.ingress_allowed_by(from, to, port, |rule| !array(rule, "/from").is_empty())
+        self.ingress_allowed_by(from, to, port, Reach::Every, |rule| {
+            !array(rule, "/from").is_empty()
+        })
     }
 
     fn ingress_allowed_by(
@@ -1500,6 +1590,7 @@ impl Rendering {
         from: Option<&Pod>,
         to: &Pod,
         port: u64,
+        reach: Reach,
         counts: impl Fn(&Value) -> bool,
     ) -> bool {
         let mut policies = self.policies_for(to).peekable();
@@ -1511,37 +1602,19 @@ impl Rendering {
                 .iter()
                 .filter(|rule| counts(rule))
                 .any(|rule| {
-                    let ports = array(rule, "/ports");
-                    let port_ok = ports.is_empty()
-                        || ports.iter().any(|p| {
-                            let protocol_ok = ["", "TCP"].contains(&text_at(p, "/protocol"));
-                            let number = match p.get("port") {
-                                None => return protocol_ok,
-                                Some(Value::String(name)) => to.named_port(name),
-                                Some(number) => number.as_u64(),
-                            };
-                            let end = p.get("endPort").and_then(Value::as_u64);
-                            protocol_ok
-                                && number.is_some_and(|n| {
-                                    n == port || end.is_some_and(|end| (n..=end).contains(&port))
-                                })
-                        });
                     let peers = array(rule, "/from");
                     let from_ok = peers.is_empty()
                         || peers
                             .iter()
-                            .any(|peer| self.peer_matches(policy, peer, from));
-                    port_ok && from_ok
+                            .any(|peer| self.peer_matches(policy, peer, from, reach));
+                    rule_port_matches(rule, to, port) && from_ok
                 })
         })
     }
 
-    fn peer_matches(&self, policy: &Value, peer: &Value, from: Option<&Pod>) -> bool {
+    fn peer_matches(&self, policy: &Value, peer: &Value, from: Option<&Pod>, reach: Reach) -> bool {
         if let Some(block) = peer.get("ipBlock") {
-            // Outside the cluster is "anywhere" only for an ipBlock of everything.
-            return from.is_none()
-                && text_at(block, "/cidr") == "0.0.0.0/0"
-                && array(block, "/except").is_empty();
+            return ip_block_matches(block, from.is_some(), reach);
         }
         let Some(from) = from else { return false };
         let namespace_ok = match peer.get("namespaceSelector") {
@@ -1553,6 +1626,112 @@ impl Rendering {
             .is_none_or(|selector| selector_matches(selector, &from.labels));
         namespace_ok && pod_ok
     }
+}
+
+/// Whether an ingress rule's `ports` include `to`'s container port `port`.
+fn rule_port_matches(rule: &Value, to: &Pod, port: u64) -> bool {
+    let ports = array(rule, "/ports");
+    ports.is_empty()
+        || ports.iter().any(|p| {
+            let protocol_ok = ["", "TCP"].contains(&text_at(p, "/protocol"));
+            let number = match p.get("port") {
+                None => return protocol_ok,
+                Some(Value::String(name)) => to.named_port(name),
+                Some(number) => number.as_u64(),
+            };
+            let end = p.get("endPort").and_then(Value::as_u64);
+            protocol_ok
+                && number
+                    .is_some_and(|n| n == port || end.is_some_and(|end| (n..=end).contains(&port)))
+        })
+}
+
+/// Of the addresses a source may have, how many an ipBlock must admit.
+#[derive(Clone, Copy)]
+enum Reach {
+    Every,
+    Some,
+}
+
+/// Whether an ipBlock admits a pod (any address of the pod subnet) or a source outside
+/// the pod network (any other address), at `reach`. Its `except` entries lie inside its
+/// `cidr` (the API server refuses others).
+fn ip_block_matches(block: &Value, from_a_pod: bool, reach: Reach) -> bool {
+    let pods = kind_pod_subnet();
+    let cidr = Cidr::parse(text_at(block, "/cidr"));
+    let except: Vec<Cidr> = array(block, "/except")
+        .iter()
+        .map(|e| Cidr::parse(e.as_str().unwrap_or_default()))
+        .collect();
+    match (from_a_pod, reach) {
+        (true, Reach::Every) => cidr.contains(pods) && !except.iter().any(|e| e.overlaps(pods)),
+        (true, Reach::Some) => {
+            cidr.overlaps(pods) && !except.iter().any(|e| e.contains(cidr.narrower(pods)))
+        }
+        (false, Reach::Every) => cidr.prefix == 0 && except.iter().all(|e| pods.contains(*e)),
+        (false, Reach::Some) => !pods.contains(cidr) && !except.iter().any(|e| e.contains(cidr)),
+    }
+}
+
+/// An IPv4 CIDR block.
+#[derive(Clone, Copy, Debug)]
+struct Cidr {
+    address: u32,
+    prefix: u32,
+}
+
+impl Cidr {
+    fn parse(text: &str) -> Cidr {
+        let parsed = text.split_once('/').and_then(|(address, prefix)| {
+            let address: std::net::Ipv4Addr = address.parse().ok()?;
+            let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+            Some(Cidr {
+                address: u32::from(address) & Self::mask(prefix),
+                prefix,
+            })
+        });
+        parsed.unwrap_or_else(|| panic!("{text:?} is not an IPv4 CIDR block"))
+    }
+
+    fn mask(prefix: u32) -> u32 {
+        u32::MAX.checked_shl(32 - prefix).unwrap_or(0)
+    }
+
+    fn contains(self, other: Cidr) -> bool {
+        other.prefix >= self.prefix && other.address & Self::mask(self.prefix) == self.address
+    }
+
+    fn overlaps(self, other: Cidr) -> bool {
+        self.contains(other) || other.contains(self)
+    }
+
+    /// Of two overlapping blocks, the one inside the other: their intersection.
+    fn narrower(self, other: Cidr) -> Cidr {
+        if self.prefix >= other.prefix {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+/// The pod subnet manifests/kind.yaml sets, which the kind overlay's ipBlocks depend on.
+fn kind_pod_subnet() -> Cidr {
+    static SUBNET: OnceLock<Cidr> = OnceLock::new();
+    *SUBNET.get_or_init(read_kind_pod_subnet)
+}
+
+fn read_kind_pod_subnet() -> Cidr {
+    let path = workspace_root().join("manifests/kind.yaml");
+    let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read"))
+        .expect("kind.yaml parses");
+    let subnet = text_at(&config, "/networking/podSubnet");
+    assert!(
+        !subnet.is_empty(),
+        "manifests/kind.yaml must set networking.podSubnet: the NodePorts' network policies \
+         admit every address outside it and none inside"
+    );
+    Cidr::parse(subnet)
 }
 
 /// The renderings of every kustomization, or `None` when kubectl is missing outside CI.
