@@ -32,8 +32,10 @@
 //! Every traced response carries `x-trace-id: <32 hex digits>` ([`TRACE_ID_HEADER`]), the
 //! id of the trace the request joined or started: `curl -i` shows it, and it is the id
 //! that Jaeger searches for and that every log line of the request carries in
-//! `trace_id`. There is none when tracing is off (`OTEL_SDK_DISABLED=true`) or on routes
-//! given to [`HttpObserver::without_spans_for`]. A trace that the sampler did not keep
+//! `trace_id`. That holds whether or not anything receives spans: with
+//! `OTEL_TRACES_EXPORTER=none` spans are made, sampled and propagated but sent nowhere
+//! ([`TracingMode`]). There is none when tracing is off (`OTEL_SDK_DISABLED=true`) or on
+//! routes given to [`HttpObserver::without_spans_for`]. A trace that the sampler did not keep
 //! (`OTEL_TRACES_SAMPLER`) still has its id in the header and the logs, but not in Jaeger
 //! nor in an exemplar.
 //!
@@ -107,4 +109,6 @@ pub use exposition::Format;
 pub use http_server::{HttpObserver, TRACE_ID_HEADER, observe_http};
 pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics, UNMATCHED_ROUTE};
 pub use shutdown::shutdown_signal;
-pub use tracing_init::{TelemetryGuard, init};
+pub use tracing_init::{
+    SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard, TracingMode, init,
+};
