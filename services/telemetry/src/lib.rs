@@ -16,7 +16,9 @@
 //!   [`HttpObserver::without_spans_for`] (probes, the scrape) are counted but not traced.
 //! - [`DownstreamClient`]: an HTTP client whose every call is a client span, carries
 //!   `traceparent`, has a timeout, and is counted and timed per target service.
-//! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl+C.
+//! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl+C; [`DrainDeadline`]: cancels the
+//!   requests still in flight when the drain time is over, ending their spans as errors
+//!   before the last spans are flushed.
 //!
 //! # Exemplars: from a latency spike to its trace
 //!
@@ -106,9 +108,9 @@ mod tracing_init;
 pub use downstream::{DownstreamClient, DownstreamError, DownstreamErrorKind, DownstreamResponse};
 pub use exemplars::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, UnknownExemplarFilter};
 pub use exposition::Format;
-pub use http_server::{HttpObserver, TRACE_ID_HEADER, observe_http};
+pub use http_server::{CANCELLED_AT_DRAIN_DEADLINE, HttpObserver, TRACE_ID_HEADER, observe_http};
 pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics, UNMATCHED_ROUTE};
-pub use shutdown::shutdown_signal;
+pub use shutdown::{DrainDeadline, shutdown_signal};
 pub use tracing_init::{
     SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard, TracingMode, init,
 };
