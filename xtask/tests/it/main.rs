@@ -17,3 +17,4 @@ mod prometheus;
 mod service_containers;
 mod support;
 mod tiltfile;
+mod trace_ids;
