@@ -28,12 +28,17 @@ Environment:
   SHUTDOWN_DRAIN_SECONDS   then, how long in-flight requests may take to finish (default 10)
   RUST_LOG                 log filter (default info); logs are JSON lines on stdout
   OTEL_EXPORTER_OTLP_ENDPOINT  where spans go over OTLP/gRPC (default http://localhost:4317)
-  OTEL_SDK_DISABLED        true turns span export off
+  OTEL_TRACES_EXPORTER     otlp (default): spans exported; none: spans made (trace ids,
+                           traceparent, x-trace-id, the logs' trace_id, exemplars) but
+                           sent nowhere
+  OTEL_SDK_DISABLED        true turns tracing off: no spans and no trace ids
   OTEL_METRICS_EXEMPLAR_FILTER  trace_based (default): a latency observation made in a
                            sampled span carries its trace_id and span_id as an exemplar
                            (OpenMetrics scrapes only); always_off: no exemplars
 
-Every traced response (not /health, /ready, /metrics) carries `x-trace-id: <trace id>`.
+Every traced response (not /health, /ready, /metrics) carries `x-trace-id: <trace id>`,
+with span export or without. A request still running at the drain deadline answers 503
+and its span ends as an error, before the last spans are flushed.
 GET /metrics answers OpenMetrics 1.0.0 (with exemplars) to an Accept that asks for
 application/openmetrics-text, as Prometheus does, else the Prometheus text format 0.0.4.
 
