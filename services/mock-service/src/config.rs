@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use anyhow::{Context as _, bail};
 
-use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter};
+use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, TracingMode};
 
 use crate::{server::ShutdownTiming, topology::Topology};
 
@@ -103,6 +103,9 @@ impl Config {
                 Ok((name.to_owned(), url))
             })
             .collect::<anyhow::Result<_>>()?;
+        // `telemetry::init` reads these itself; checked here too, so that a bad value is a
+        // configuration error (exit status 2, before logging starts) like any other.
+        TracingMode::from_lookup(&env)?;
 
         Ok(Config {
             host: parse_var(&env, "HOST", "127.0.0.1".parse()?)?,
@@ -222,6 +225,17 @@ mod tests {
         ] {
             assert!(message.contains(part), "{part}: {message}");
         }
+    }
+
+    #[test]
+    fn an_unsupported_traces_exporter_is_a_configuration_error() {
+        let user = ("SERVICE_NAME", "user-service");
+        assert!(config(&[user, ("OTEL_TRACES_EXPORTER", "none")]).is_ok());
+        let error = config(&[user, ("OTEL_TRACES_EXPORTER", "jaeger")]).expect_err("must fail");
+        assert!(
+            format!("{error:#}").contains("OTEL_TRACES_EXPORTER=jaeger"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on PATH 
 Docker engine answers. Spans are exported whenever a collector or Jaeger runs, or to
 --otlp-endpoint; otherwise they go nowhere (OTEL_TRACES_EXPORTER=none), but every
 request still has its trace id: the x-trace-id header, the logs' trace_id, and
-`cargo xtask logs --trace ID`.
+`cargo xtask logs --trace TRACE_ID`.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
 target/local/mesh.json.")]
 pub struct LocalArgs {
