@@ -132,9 +132,13 @@ pub async fn observe_http(
     let handled = next.run(request).instrument(span.clone());
     let (mut response, cancelled) = match &observer.drain_deadline {
         None => (handled.await, false),
+        // Biased, the deadline first: once it is reached no request goes on, not even
+        // one whose answer is ready in the same poll (select! would otherwise pick at
+        // random).
         Some(deadline) => tokio::select! {
-            response = handled => (response, false),
+            biased;
             () = deadline.reached() => (cancelled_response(), true),
+            response = handled => (response, false),
         },
     };
 
@@ -391,7 +395,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!deadline.is_reached());
         deadline.reach();
-        let response = running.await.expect("the request task");
+        let response = tokio::time::timeout(std::time::Duration::from_secs(5), running)
+            .await
+            .expect("the running request is cancelled, not left running")
+            .expect("the request task");
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["connection"], "close");
         assert!(
