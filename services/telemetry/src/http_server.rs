@@ -130,17 +130,7 @@ pub async fn observe_http(
     let _ = span.set_parent(parent);
 
     let handled = next.run(request).instrument(span.clone());
-    let (mut response, cancelled) = match &observer.drain_deadline {
-        None => (handled.await, false),
-        // Biased, the deadline first: once it is reached no request goes on, not even
-        // one whose answer is ready in the same poll (select! would otherwise pick at
-        // random).
-        Some(deadline) => tokio::select! {
-            biased;
-            () = deadline.reached() => (cancelled_response(), true),
-            response = handled => (response, false),
-        },
-    };
+    let (mut response, cancelled) = until_deadline(handled, observer.drain_deadline.as_ref()).await;
 
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
@@ -188,6 +178,24 @@ pub async fn observe_http(
         Some(span_context),
     );
     response
+}
+
+/// The answer of `handled`, or, when `deadline` is reached first, the cancelled answer
+/// (the handler is dropped); and whether it was cancelled.
+async fn until_deadline(
+    handled: impl Future<Output = Response>,
+    deadline: Option<&DrainDeadline>,
+) -> (Response, bool) {
+    let Some(deadline) = deadline else {
+        return (handled.await, false);
+    };
+    // Biased, the deadline first: once it is reached no request goes on, not even one
+    // whose answer is ready in the same poll (select! would otherwise pick at random).
+    tokio::select! {
+        biased;
+        () = deadline.reached() => (cancelled_response(), true),
+        response = handled => (response, false),
+    }
 }
 
 /// The answer of a request cancelled at the drain deadline: the server is going away, so
