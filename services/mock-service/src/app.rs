@@ -22,7 +22,9 @@ use axum::{
 use bytes::Bytes;
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde_json::{Value, json};
-use telemetry::{DownstreamClient, DownstreamError, ExemplarFilter, HttpObserver, Metrics};
+use telemetry::{
+    DownstreamClient, DownstreamError, DrainDeadline, ExemplarFilter, HttpObserver, Metrics,
+};
 
 use crate::{
     endpoints,
@@ -52,6 +54,7 @@ struct Inner {
     metrics: Metrics,
     faults: Faults,
     ready: AtomicBool,
+    drain_deadline: DrainDeadline,
 }
 
 /// What a route does, from the topology, with every URL worked out once at start-up.
@@ -161,6 +164,7 @@ impl AppState {
             metrics,
             faults,
             ready: AtomicBool::new(true),
+            drain_deadline: DrainDeadline::new(),
         })))
     }
 
@@ -180,6 +184,12 @@ impl AppState {
     /// Kubernetes stops sending new requests while in-flight ones finish.
     pub fn set_ready(&self, ready: bool) {
         self.0.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Reached when the shutdown's drain time is over: the traced requests still running
+    /// then answer 503 and end their spans as errors (see [`crate::server::serve`]).
+    pub fn drain_deadline(&self) -> &DrainDeadline {
+        &self.0.drain_deadline
     }
 }
 
@@ -204,7 +214,8 @@ pub fn app(state: AppState) -> Router {
         // the application's routes.
         .layer(middleware::from_fn_with_state(
             HttpObserver::new(state.0.metrics.http.clone())
-                .without_spans_for(&endpoints::OPERATIONAL),
+                .without_spans_for(&endpoints::OPERATIONAL)
+                .cancelled_at(state.0.drain_deadline.clone()),
             telemetry::observe_http,
         ))
         .with_state(state)

@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use anyhow::{Context as _, bail};
 
-use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter};
+use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, TracingMode};
 
 use crate::{server::ShutdownTiming, topology::Topology};
 
@@ -28,12 +28,17 @@ Environment:
   SHUTDOWN_DRAIN_SECONDS   then, how long in-flight requests may take to finish (default 10)
   RUST_LOG                 log filter (default info); logs are JSON lines on stdout
   OTEL_EXPORTER_OTLP_ENDPOINT  where spans go over OTLP/gRPC (default http://localhost:4317)
-  OTEL_SDK_DISABLED        true turns span export off
+  OTEL_TRACES_EXPORTER     otlp (default): spans exported; none: spans made (trace ids,
+                           traceparent, x-trace-id, the logs' trace_id, exemplars) but
+                           sent nowhere
+  OTEL_SDK_DISABLED        true turns tracing off: no spans and no trace ids
   OTEL_METRICS_EXEMPLAR_FILTER  trace_based (default): a latency observation made in a
                            sampled span carries its trace_id and span_id as an exemplar
                            (OpenMetrics scrapes only); always_off: no exemplars
 
-Every traced response (not /health, /ready, /metrics) carries `x-trace-id: <trace id>`.
+Every traced response (not /health, /ready, /metrics) carries `x-trace-id: <trace id>`,
+with span export or without. A request still running at the drain deadline answers 503
+and its span ends as an error, before the last spans are flushed.
 GET /metrics answers OpenMetrics 1.0.0 (with exemplars) to an Accept that asks for
 application/openmetrics-text, as Prometheus does, else the Prometheus text format 0.0.4.
 
@@ -98,6 +103,9 @@ impl Config {
                 Ok((name.to_owned(), url))
             })
             .collect::<anyhow::Result<_>>()?;
+        // `telemetry::init` reads these itself; checked here too, so that a bad value is a
+        // configuration error (exit status 2, before logging starts) like any other.
+        TracingMode::from_lookup(&env)?;
 
         Ok(Config {
             host: parse_var(&env, "HOST", "127.0.0.1".parse()?)?,
@@ -217,6 +225,17 @@ mod tests {
         ] {
             assert!(message.contains(part), "{part}: {message}");
         }
+    }
+
+    #[test]
+    fn an_unsupported_traces_exporter_is_a_configuration_error() {
+        let user = ("SERVICE_NAME", "user-service");
+        assert!(config(&[user, ("OTEL_TRACES_EXPORTER", "none")]).is_ok());
+        let error = config(&[user, ("OTEL_TRACES_EXPORTER", "jaeger")]).expect_err("must fail");
+        assert!(
+            format!("{error:#}").contains("OTEL_TRACES_EXPORTER=jaeger"),
+            "{error:#}"
+        );
     }
 
     #[test]

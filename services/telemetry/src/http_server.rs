@@ -1,17 +1,20 @@
+//! The `observe_http` middleware: a server span, `x-trace-id`, the access log and the
+//! HTTP metrics of every request, and the cancellation of requests at a drain deadline.
+
 use std::time::Instant;
 
 use axum::{
     extract::{Request, State},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse as _, Response},
 };
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use opentelemetry::{global, trace::TraceContextExt as _};
 use opentelemetry_http::HeaderExtractor;
 use tracing::{Instrument as _, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::{HttpMetrics, ids::trace_id_hex, metrics::Endpoint};
+use crate::{DrainDeadline, HttpMetrics, ids::trace_id_hex, metrics::Endpoint};
 
 /// The response header that names the request's trace: 32 lowercase hex digits, the
 /// trace id that Jaeger, the exemplars and every log line of the request carry.
@@ -20,11 +23,16 @@ pub const TRACE_ID_HEADER: &str = "x-trace-id";
 /// The target of the access log lines, which are logged but not exported as span events.
 pub(crate) const ACCESS_LOG_TARGET: &str = "telemetry::access";
 
+/// The status message of the span of a request cancelled at the drain deadline, and the
+/// body of its 503 answer.
+pub const CANCELLED_AT_DRAIN_DEADLINE: &str = "cancelled: the server stopped at its drain deadline";
+
 /// The state of [`observe_http`]: where it records, and which routes it does not trace.
 #[derive(Clone)]
 pub struct HttpObserver {
     metrics: HttpMetrics,
     untraced_routes: &'static [&'static str],
+    drain_deadline: Option<DrainDeadline>,
 }
 
 impl HttpObserver {
@@ -33,6 +41,7 @@ impl HttpObserver {
         Self {
             metrics,
             untraced_routes: &[],
+            drain_deadline: None,
         }
     }
 
@@ -42,6 +51,17 @@ impl HttpObserver {
     pub fn without_spans_for(self, routes: &'static [&'static str]) -> Self {
         Self {
             untraced_routes: routes,
+            ..self
+        }
+    }
+
+    /// Traced requests still running when `deadline` is reached stop there: each answers
+    /// 503 ([`CANCELLED_AT_DRAIN_DEADLINE`], `connection: close`) and its server span
+    /// ends at once with an ERROR status and that message, so the span is queued for
+    /// export before the service flushes. Untraced routes (probes) are quick and left be.
+    pub fn cancelled_at(self, deadline: DrainDeadline) -> Self {
+        Self {
+            drain_deadline: Some(deadline),
             ..self
         }
     }
@@ -61,7 +81,9 @@ impl HttpObserver {
 /// its span (so with its trace id). The response carries
 /// the span's trace id in [`TRACE_ID_HEADER`] (`x-trace-id`) whenever there is a trace,
 /// i.e. when tracing is on and the route is traced; its latency observation carries the
-/// same ids as an exemplar (see [`crate::ExemplarFilter`]).
+/// same ids as an exemplar (see [`crate::ExemplarFilter`]). With
+/// [`HttpObserver::cancelled_at`], a traced request still running at the server's drain
+/// deadline answers 503 and its span ends as an error there and then.
 pub async fn observe_http(
     State(observer): State<HttpObserver>,
     request: Request,
@@ -97,6 +119,7 @@ pub async fn observe_http(
         url.scheme = "http",
         http.response.status_code = Empty,
         otel.status_code = Empty,
+        otel.status_description = Empty,
         error.type = Empty,
     );
     let parent = global::get_text_map_propagator(|propagator| {
@@ -106,13 +129,20 @@ pub async fn observe_http(
     // then there is no trace to continue.
     let _ = span.set_parent(parent);
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let handled = next.run(request).instrument(span.clone());
+    let (mut response, cancelled) = until_deadline(handled, observer.drain_deadline.as_ref()).await;
 
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
         span.record("error.type", status.as_str());
+        // A description makes the status ERROR with that message; a later status code
+        // would replace it with a bare ERROR.
+        if cancelled {
+            span.record("otel.status_description", CANCELLED_AT_DRAIN_DEADLINE);
+        } else {
+            span.record("otel.status_code", "ERROR");
+        }
     }
     // Without the OpenTelemetry layer this is an empty context: no header, no exemplar.
     let context = span.context();
@@ -148,6 +178,35 @@ pub async fn observe_http(
         Some(span_context),
     );
     response
+}
+
+/// The answer of `handled`, or, when `deadline` is reached first, the cancelled answer
+/// (the handler is dropped); and whether it was cancelled.
+async fn until_deadline(
+    handled: impl Future<Output = Response>,
+    deadline: Option<&DrainDeadline>,
+) -> (Response, bool) {
+    let Some(deadline) = deadline else {
+        return (handled.await, false);
+    };
+    // Biased, the deadline first: once it is reached no request goes on, not even one
+    // whose answer is ready in the same poll (select! would otherwise pick at random).
+    tokio::select! {
+        biased;
+        () = deadline.reached() => (cancelled_response(), true),
+        response = handled => (response, false),
+    }
+}
+
+/// The answer of a request cancelled at the drain deadline: the server is going away, so
+/// the connection is not kept.
+fn cancelled_response() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONNECTION, "close")],
+        CANCELLED_AT_DRAIN_DEADLINE,
+    )
+        .into_response()
 }
 
 /// The method as a label value. Unknown methods share `_OTHER` (the OpenTelemetry
@@ -319,6 +378,57 @@ mod tests {
             open.contains("http_request_duration_seconds_bucket"),
             "{open}"
         );
+    }
+
+    #[tokio::test]
+    async fn at_the_drain_deadline_a_running_request_answers_503_and_later_ones_too() {
+        let _tracing = traced();
+        let metrics = Metrics::new("svc", ExemplarFilter::TraceBased, |_| {});
+        let deadline = DrainDeadline::new();
+        let app = Router::new()
+            .route("/forever", get(std::future::pending::<&'static str>))
+            .route("/quick", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(
+                HttpObserver::new(metrics.http.clone()).cancelled_at(deadline.clone()),
+                observe_http,
+            ));
+        assert_eq!(send(&app, "GET", "/quick", &[]).await.status(), 200);
+
+        let running = tokio::spawn({
+            let app = app.clone();
+            async move { send(&app, "GET", "/forever", &[]).await }
+        });
+        // Lets the request reach its handler first (on this one thread); one that arrives
+        // after the deadline is cancelled the same way.
+        tokio::task::yield_now().await;
+        assert!(!deadline.is_reached());
+        deadline.reach();
+        let response = tokio::time::timeout(std::time::Duration::from_secs(5), running)
+            .await
+            .expect("the running request is cancelled, not left running")
+            .expect("the request task");
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["connection"], "close");
+        assert!(
+            trace_id(&response).is_some(),
+            "the cancelled request keeps its trace id"
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        assert_eq!(body, CANCELLED_AT_DRAIN_DEADLINE.as_bytes());
+        assert_eq!(send(&app, "GET", "/quick", &[]).await.status(), 503);
+
+        let text = metrics.render(Format::Prometheus).expect("render");
+        let requests = |endpoint, status| {
+            value(
+                &text,
+                "http_requests_total",
+                &[("endpoint", endpoint), ("status", status)],
+            )
+        };
+        assert_eq!(requests("/forever", "503"), Some(1.0), "{text}");
+        assert_eq!(requests("/quick", "503"), Some(1.0), "{text}");
     }
 
     #[tokio::test]

@@ -16,7 +16,9 @@
 //!   [`HttpObserver::without_spans_for`] (probes, the scrape) are counted but not traced.
 //! - [`DownstreamClient`]: an HTTP client whose every call is a client span, carries
 //!   `traceparent`, has a timeout, and is counted and timed per target service.
-//! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl+C.
+//! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl+C; [`DrainDeadline`]: cancels the
+//!   requests still in flight when the drain time is over, ending their spans as errors
+//!   before the last spans are flushed.
 //!
 //! # Exemplars: from a latency spike to its trace
 //!
@@ -32,8 +34,10 @@
 //! Every traced response carries `x-trace-id: <32 hex digits>` ([`TRACE_ID_HEADER`]), the
 //! id of the trace the request joined or started: `curl -i` shows it, and it is the id
 //! that Jaeger searches for and that every log line of the request carries in
-//! `trace_id`. There is none when tracing is off (`OTEL_SDK_DISABLED=true`) or on routes
-//! given to [`HttpObserver::without_spans_for`]. A trace that the sampler did not keep
+//! `trace_id`. That holds whether or not anything receives spans: with
+//! `OTEL_TRACES_EXPORTER=none` spans are made, sampled and propagated but sent nowhere
+//! ([`TracingMode`]). There is none when tracing is off (`OTEL_SDK_DISABLED=true`) or on
+//! routes given to [`HttpObserver::without_spans_for`]. A trace that the sampler did not keep
 //! (`OTEL_TRACES_SAMPLER`) still has its id in the header and the logs, but not in Jaeger
 //! nor in an exemplar.
 //!
@@ -104,7 +108,9 @@ mod tracing_init;
 pub use downstream::{DownstreamClient, DownstreamError, DownstreamErrorKind, DownstreamResponse};
 pub use exemplars::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, UnknownExemplarFilter};
 pub use exposition::Format;
-pub use http_server::{HttpObserver, TRACE_ID_HEADER, observe_http};
+pub use http_server::{CANCELLED_AT_DRAIN_DEADLINE, HttpObserver, TRACE_ID_HEADER, observe_http};
 pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics, UNMATCHED_ROUTE};
-pub use shutdown::shutdown_signal;
-pub use tracing_init::{TelemetryGuard, init};
+pub use shutdown::{DrainDeadline, shutdown_signal};
+pub use tracing_init::{
+    SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard, TracingMode, init,
+};

@@ -1,5 +1,6 @@
 //! The benchmark's own mesh: the release binary as seven processes on free loopback
-//! ports, the guide's call graph with no simulated work, and span export on or off.
+//! ports, the guide's call graph with no simulated work, and spans exported, made but not
+//! exported, or tracing off.
 //! Separate from `cargo xtask local` so the two never share ports or pid files.
 
 use std::{
@@ -14,7 +15,7 @@ use mock_service::{
     topology::{DEFAULT_TOPOLOGY, Route, Topology},
 };
 
-use super::footprint;
+use super::{footprint, report::Telemetry};
 use crate::{
     local::service_command,
     ports::free_ports,
@@ -34,14 +35,13 @@ pub struct ZeroWork {
 }
 
 impl BenchMesh {
-    /// Starts every service of `graph`, exporting spans to `spans_to` (`None`: span
-    /// export off, metrics still on), with exemplars or without, and waits until each is
-    /// ready.
+    /// Starts every service of `graph` with telemetry `mode` (spans exported to
+    /// `otlp_endpoint` when it says so), and waits until each is ready.
     pub async fn start(
         binary: &Path,
         graph: &ZeroWork,
-        spans_to: Option<&str>,
-        exemplars: bool,
+        mode: Telemetry,
+        otlp_endpoint: &str,
         logs: &Path,
     ) -> anyhow::Result<BenchMesh> {
         let names: Vec<String> = graph.topology.services().map(|s| s.name.clone()).collect();
@@ -57,11 +57,15 @@ impl BenchMesh {
                 service,
                 &ports,
                 admin_port,
-                spans_to,
+                mode.exported().then_some(otlp_endpoint),
                 Some(&graph.file),
             );
-            if !exemplars {
+            if !mode.exemplars() {
                 cmd = cmd.env(telemetry::EXEMPLAR_FILTER_VARIABLE, "always_off");
+            }
+            // Not exported is `OTEL_TRACES_EXPORTER=none` (service_command); off wins.
+            if mode == Telemetry::TracingOff {
+                cmd = cmd.env(telemetry::SDK_DISABLED_VARIABLE, "true");
             }
             let log = logs.join(format!("{}.log", service.name));
             supervisor.spawn(&service.name, Role::Essential, cmd, log)?;

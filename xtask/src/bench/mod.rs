@@ -131,7 +131,11 @@ impl BenchArgs {
             )
             .await?;
         let mut mesh_runs: Vec<MeshRun> = exporting.runs;
-        for telemetry in [Telemetry::SpansWithoutExemplars, Telemetry::MetricsOnly] {
+        for telemetry in [
+            Telemetry::SpansWithoutExemplars,
+            Telemetry::IdsOnly,
+            Telemetry::TracingOff,
+        ] {
             step(&format!("the mesh, {}", telemetry.describe()));
             let measured = meshes
                 .measure(&binaries.service, Build::Host, telemetry, &MESH_ENDPOINTS)
@@ -139,7 +143,7 @@ impl BenchArgs {
             mesh_runs.extend(measured.runs);
         }
 
-        step("the image's static (musl) binary: the mesh, span export on and off");
+        step("the image's static (musl) binary: the mesh, span export on, and tracing off");
         let image_runs = meshes.measure_image().await.map_err(|e| format!("{e:#}"));
         let image_runs_skipped = match image_runs {
             Ok(runs) => {
@@ -325,10 +329,9 @@ impl MeshBench<'_> {
             },
             telemetry.label()
         );
-        let spans_to = telemetry.spans().then_some(self.otlp_endpoint);
         let logs = self.work.join("logs").join(&label);
         let mesh =
-            BenchMesh::start(binary, self.graph, spans_to, telemetry.exemplars(), &logs).await?;
+            BenchMesh::start(binary, self.graph, telemetry, self.otlp_endpoint, &logs).await?;
         // A moment to settle, so that "idle" comes after start-up's allocations.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let memory_idle = mesh.memory()?;
@@ -356,11 +359,11 @@ impl MeshBench<'_> {
         })
     }
 
-    /// The image's static binary, POST /api/action with spans on and off.
+    /// The image's static binary, POST /api/action with span export on and tracing off.
     async fn measure_image(&self) -> anyhow::Result<Vec<MeshRun>> {
         let binary = build_binary(Runner { dry_run: false })?;
         let mut runs = Vec::new();
-        for telemetry in [Telemetry::Spans, Telemetry::MetricsOnly] {
+        for telemetry in [Telemetry::Spans, Telemetry::TracingOff] {
             let measured = self
                 .measure(&binary, Build::Image, telemetry, &MESH_ENDPOINTS[..1])
                 .await?;

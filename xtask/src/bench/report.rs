@@ -60,24 +60,31 @@ pub enum Build {
     Image,
 }
 
-/// What the services export besides their metrics.
+/// What the services do with spans besides their metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Telemetry {
     /// Spans to the OTLP receiver, and exemplars on the latency histograms: the default.
     Spans,
     /// Spans, but no exemplars (`OTEL_METRICS_EXEMPLAR_FILTER=always_off`).
     SpansWithoutExemplars,
-    /// No spans (`OTEL_SDK_DISABLED=true`), so no exemplars either.
-    MetricsOnly,
+    /// Spans made, sampled and propagated, with exemplars, but exported nowhere
+    /// (`OTEL_TRACES_EXPORTER=none`): trace ids without a backend, what `cargo xtask
+    /// local` runs when nothing receives spans.
+    IdsOnly,
+    /// Tracing off (`OTEL_SDK_DISABLED=true`): no spans, no trace ids, no exemplars;
+    /// metrics still on. The baseline the others are compared with.
+    TracingOff,
 }
 
 impl Telemetry {
-    pub fn spans(self) -> bool {
-        self != Telemetry::MetricsOnly
+    /// Whether spans are exported (to the run's OTLP receiver).
+    pub fn exported(self) -> bool {
+        matches!(self, Telemetry::Spans | Telemetry::SpansWithoutExemplars)
     }
 
+    /// Whether the latency histograms carry exemplars.
     pub fn exemplars(self) -> bool {
-        self == Telemetry::Spans
+        matches!(self, Telemetry::Spans | Telemetry::IdsOnly)
     }
 
     pub fn describe(self) -> &'static str {
@@ -86,7 +93,8 @@ impl Telemetry {
             Telemetry::SpansWithoutExemplars => {
                 "span export on, exemplars off (OTEL_METRICS_EXEMPLAR_FILTER=always_off)"
             }
-            Telemetry::MetricsOnly => "span export off (OTEL_SDK_DISABLED=true)",
+            Telemetry::IdsOnly => "trace ids, no span export (OTEL_TRACES_EXPORTER=none)",
+            Telemetry::TracingOff => "tracing off (OTEL_SDK_DISABLED=true)",
         }
     }
 
@@ -95,7 +103,8 @@ impl Telemetry {
         match self {
             Telemetry::Spans => "spans-on",
             Telemetry::SpansWithoutExemplars => "spans-on-exemplars-off",
-            Telemetry::MetricsOnly => "spans-off",
+            Telemetry::IdsOnly => "ids-only",
+            Telemetry::TracingOff => "tracing-off",
         }
     }
 }
@@ -352,13 +361,18 @@ impl Results {
     }
 
     fn image_mesh(&self) -> String {
-        let rows: Vec<Vec<String>> = [Telemetry::Spans, Telemetry::MetricsOnly]
+        let rows: Vec<Vec<String>> = [Telemetry::Spans, Telemetry::TracingOff]
             .into_iter()
             .filter_map(|telemetry| {
                 let image = self.run_of(Build::Image, telemetry, Endpoint::Action)?;
                 let host = self.host_run(telemetry, Endpoint::Action)?;
                 Some(vec![
-                    if telemetry.spans() { "on" } else { "off" }.to_owned(),
+                    if telemetry.exported() {
+                        "spans exported"
+                    } else {
+                        "off"
+                    }
+                    .to_owned(),
                     format!("{:.0}", image.requests_per_second),
                     format!("{:.2}", image.p50_ms),
                     format!("{:.2}", image.p99_ms),
@@ -372,7 +386,7 @@ impl Results {
             .collect();
         let ratio = format!("Image / {} build", self.profile);
         let columns = [
-            ("Spans", Align::Left),
+            ("Tracing", Align::Left),
             ("Requests/s", Align::Right),
             ("p50 ms", Align::Right),
             ("p99 ms", Align::Right),
@@ -400,17 +414,20 @@ impl Results {
                     self.host_run(telemetry, endpoint)
                         .map(|load| format!("{:.0}", load.requests_per_second))
                 };
-                let spans_cost = self.cost(Telemetry::Spans, Telemetry::MetricsOnly, endpoint)?;
+                let spans_cost = self.cost(Telemetry::Spans, Telemetry::TracingOff, endpoint)?;
                 let exemplars_cost =
                     self.cost(Telemetry::Spans, Telemetry::SpansWithoutExemplars, endpoint)?;
+                let ids_cost = self.cost(Telemetry::IdsOnly, Telemetry::TracingOff, endpoint)?;
                 Some(vec![
                     endpoint.to_string(),
                     rps(Telemetry::Spans)?,
                     rps(Telemetry::SpansWithoutExemplars)?,
-                    rps(Telemetry::MetricsOnly)?,
+                    rps(Telemetry::IdsOnly)?,
+                    rps(Telemetry::TracingOff)?,
                     percent(spans_cost),
                     met(spans_cost < 0.15).to_owned(),
                     percent(exemplars_cost),
+                    percent(ids_cost),
                 ])
             })
             .collect();
@@ -418,20 +435,26 @@ impl Results {
             ("Endpoint", Align::Left),
             ("Requests/s, spans on", Align::Right),
             ("Requests/s, spans on, exemplars off", Align::Right),
-            ("Requests/s, spans off", Align::Right),
+            ("Requests/s, ids only, no export", Align::Right),
+            ("Requests/s, tracing off", Align::Right),
             ("Fewer with spans", Align::Right),
             ("Target: under 15%", Align::Left),
             ("Fewer with exemplars", Align::Right),
+            ("Fewer with ids only", Align::Right),
         ];
         format!(
             "\n### 2. Telemetry overhead\n\nThe same mesh with span export on (and exemplars on \
              the latency histograms, the default), with span export on and \
-             `OTEL_METRICS_EXEMPLAR_FILTER=always_off` (no exemplars), and with \
-             `OTEL_SDK_DISABLED=true` (no spans, so no exemplars; metrics still on). Over the \
-             whole run the OTLP receiver got {} spans.\n\n{}\nEfficiency with spans off: {:.2}.\n",
+             `OTEL_METRICS_EXEMPLAR_FILTER=always_off` (no exemplars), with \
+             `OTEL_TRACES_EXPORTER=none` (ids only: spans made, sampled and propagated, trace \
+             ids in the headers, logs and exemplars, nothing exported), and with \
+             `OTEL_SDK_DISABLED=true` (tracing off: no spans, no ids, no exemplars; metrics \
+             still on). \"Fewer with spans\" and \"Fewer with ids only\" compare with tracing \
+             off, \"Fewer with exemplars\" with spans on and exemplars off. Over the whole \
+             run the OTLP receiver got {} spans.\n\n{}\nEfficiency with tracing off: {:.2}.\n",
             self.spans_received,
             table(&columns, &rows),
-            self.efficiency(Telemetry::MetricsOnly)
+            self.efficiency(Telemetry::TracingOff)
         )
     }
 

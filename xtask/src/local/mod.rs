@@ -40,8 +40,10 @@ Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686 (UI) and 16685 (q
 gRPC), OpenTelemetry Collector 4317/4318 and 13133 (health); every one is checked free
 before anything starts. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks,
 runs from Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on
-PATH and a Docker engine answers. Spans are exported whenever a collector or Jaeger runs, or to
---otlp-endpoint.
+PATH and a Docker engine answers. Spans are exported whenever a collector or Jaeger
+runs, or to --otlp-endpoint; otherwise they go nowhere (OTEL_TRACES_EXPORTER=none), but
+every request still has its trace id: the x-trace-id header, the logs' trace_id, and
+`cargo xtask logs --trace TRACE_ID`.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
 target/local/mesh.json.")]
 pub struct LocalArgs {
@@ -263,7 +265,9 @@ fn remove_containers(mesh: &LocalMesh) {
 
 /// The command that starts `service` on 127.0.0.1 at `ports[service]`, its admin API on
 /// `admin_port`, its dependencies at their ports in `ports`; spans exported to
-/// `spans_to`, or none (`OTEL_SDK_DISABLED`); the built-in graph unless `topology_file`.
+/// `spans_to`, or nowhere (`OTEL_TRACES_EXPORTER=none`: with no receiver, requests still
+/// get trace ids, `x-trace-id` and log lines keyed by them); the built-in graph unless
+/// `topology_file`.
 pub fn service_command(
     binary: &Path,
     service: &Service,
@@ -285,7 +289,7 @@ pub fn service_command(
     }
     cmd = match spans_to {
         Some(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        None => cmd.env("OTEL_SDK_DISABLED", "true"),
+        None => cmd.env(telemetry::TRACES_EXPORTER_VARIABLE, "none"),
     };
     match topology_file {
         Some(path) => cmd.env("TOPOLOGY_FILE", path),
@@ -346,6 +350,29 @@ fn urls(mesh: &LocalMesh) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_no_receiver_the_services_trace_but_export_nothing() {
+        let topology = Topology::guide();
+        let gateway = topology.service("gateway-service").expect("gateway");
+        let ports = service_ports(&topology);
+        let binary = Path::new("mock-service");
+        let command =
+            |spans_to| service_command(binary, gateway, &ports, 31080, spans_to, None).to_string();
+        let nowhere = command(None);
+        assert!(nowhere.contains("OTEL_TRACES_EXPORTER=none "), "{nowhere}");
+        assert!(!nowhere.contains("OTEL_SDK_DISABLED"), "{nowhere}");
+        assert!(
+            !nowhere.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "{nowhere}"
+        );
+        let exporting = command(Some("http://127.0.0.1:4317"));
+        assert!(
+            exporting.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 "),
+            "{exporting}"
+        );
+        assert!(!exporting.contains("OTEL_TRACES_EXPORTER"), "{exporting}");
+    }
 
     #[test]
     fn an_otlp_endpoint_is_an_http_url_with_a_host() {

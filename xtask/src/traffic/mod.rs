@@ -78,7 +78,8 @@ pub struct TrafficArgs {
     /// List the N slowest answered requests at the end, each with its trace id, to find
     /// its logs (`cargo xtask logs --trace ID`) and its trace in Jaeger; 0 lists none.
     /// The id is the answer's x-trace-id header; `trace -` means the answer had none: the
-    /// target does not trace that request (/health, or span export off) [default: 5]
+    /// target does not trace that request (/health, or tracing off with
+    /// OTEL_SDK_DISABLED=true; spans not exported still have ids) [default: 5]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=100))]
     pub slowest: Option<u16>,
 }

@@ -113,18 +113,27 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
         );
     }
     // Telemetry's cost: the mesh with spans and exemplars, with spans but no exemplars
-    // (OTEL_METRICS_EXEMPLAR_FILTER=always_off), and with neither; each cost a percentage
-    // of either sign (short runs are noisy: the figure's size is the benchmark's business).
+    // (OTEL_METRICS_EXEMPLAR_FILTER=always_off), with trace ids but no export
+    // (OTEL_TRACES_EXPORTER=none), and with tracing off; each cost a percentage of either
+    // sign (short runs are noisy: the figure's size is the benchmark's business).
     let overhead = section(&document, "### 2. Telemetry overhead");
+    for variable in [
+        "OTEL_METRICS_EXEMPLAR_FILTER=always_off",
+        "OTEL_TRACES_EXPORTER=none",
+        "OTEL_SDK_DISABLED=true",
+    ] {
+        assert!(overhead.contains(variable), "{variable}:\n{overhead}");
+    }
     assert!(
-        overhead.contains("OTEL_METRICS_EXEMPLAR_FILTER=always_off"),
+        overhead.contains("| Requests/s, ids only, no export |")
+            && overhead.contains("| Fewer with ids only |"),
         "{overhead}"
     );
     for endpoint in ["POST /api/action", "GET /api/data"] {
-        for column in 0..3 {
+        for column in 0..4 {
             positive(overhead, endpoint, column);
         }
-        for column in [3, 5] {
+        for column in [4, 6, 7] {
             let cost = cell(overhead, endpoint, column).unwrap_or_default();
             assert!(
                 cost.strip_suffix('%')
@@ -134,12 +143,13 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
             );
         }
     }
-    // The image's static binary, as a mesh, with spans on and off, and its rebuild: only
+    // The image's static binary, as a mesh, with spans exported and tracing off, and its
+    // rebuild: only
     // where it can be built (the nodes' Rust target, which rust-toolchain.toml lists, and
     // a C compiler for musl).
     if crate::support::require_static_build() {
-        for spans in ["on", "off"] {
-            positive(&document, spans, 0);
+        for tracing in ["spans exported", "off"] {
+            positive(&document, tracing, 0);
         }
         assert!(document.contains("after touching a handler"), "{document}");
     }

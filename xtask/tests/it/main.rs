@@ -20,3 +20,4 @@ mod service_containers;
 mod support;
 mod tidy;
 mod tiltfile;
+mod trace_ids;

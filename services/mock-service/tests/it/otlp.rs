@@ -30,6 +30,8 @@ pub struct ReceivedSpan {
     pub name: String,
     pub kind: i32,
     pub status: i32,
+    /// The status's message (empty when none was set).
+    pub status_message: String,
     pub attributes: HashMap<String, String>,
     pub events: Vec<String>,
 }
@@ -59,7 +61,8 @@ impl TraceService for Receiver {
                     parent_span_id: span.parent_span_id,
                     name: span.name,
                     kind: span.kind,
-                    status: span.status.map_or(0, |s| s.code),
+                    status: span.status.as_ref().map_or(0, |s| s.code),
+                    status_message: span.status.map(|s| s.message).unwrap_or_default(),
                     attributes: attributes(&span.attributes),
                     events: span.events.iter().map(|e| e.name.clone()).collect(),
                 });

@@ -271,3 +271,98 @@ async fn sigterm_turns_ready_off_and_lets_a_slow_request_finish() {
         "port still open"
     );
 }
+
+/// The `x-trace-id` an answer carries.
+fn trace_id_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(telemetry::TRACE_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .expect("an x-trace-id header")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exports_every_answered_requests_span_and_ends_one_cut_at_the_drain_deadline_as_an_error()
+ {
+    let (receiver, endpoint) = Receiver::start().await;
+    let mut env = exporting_to(&endpoint);
+    // No scheduled export before the signal: what the receiver gets, the shutdown's flush
+    // sent.
+    env.push(("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "600000".to_owned()));
+    env.push(("SHUTDOWN_DRAIN_SECONDS".to_owned(), "1".to_owned()));
+    let mut service = Service::start("user-service", &env).await;
+    let client = reqwest::Client::new();
+    let url = service.url.clone();
+
+    let mut answered = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .get(format!("{url}/api/data"))
+            .send()
+            .await
+            .expect("GET /api/data");
+        assert_eq!(response.status(), 200);
+        answered.push(trace_id_of(&response));
+    }
+    // A request that outlives the one-second drain: 30 s of injected latency.
+    let admin = service.wait_for_log("admin API listening").await["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    let fault = client
+        .put(format!("http://{admin}/faults"))
+        .body(r#"{"latency_ms": 30000, "route": "/api/data"}"#)
+        .send()
+        .await
+        .expect("PUT /faults");
+    assert_eq!(fault.status(), 200);
+    let cut = tokio::spawn({
+        let client = client.clone();
+        let url = url.clone();
+        async move { client.get(format!("{url}/api/data")).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.spans().is_empty(),
+        "spans arrived before the signal"
+    );
+    service.signal("-TERM");
+
+    let cut = cut.await.expect("join");
+    assert_eq!(service.exit_code().await, Some(0));
+    // Received before the process exited: nothing is sent after.
+    let spans = receiver.spans();
+    for trace_id in &answered {
+        let span = spans
+            .iter()
+            .find(|s| &hex(&s.trace_id) == trace_id)
+            .unwrap_or_else(|| panic!("no span of answered trace {trace_id}: {spans:#?}"));
+        assert_eq!(
+            (span.name.as_str(), span.status),
+            ("GET /api/data", SpanStatus::Unset as i32)
+        );
+    }
+    let cut = cut.expect("the request cut at the drain deadline is answered");
+    assert_eq!(cut.status(), 503);
+    let cut_trace = trace_id_of(&cut);
+    let span = spans
+        .iter()
+        .find(|s| hex(&s.trace_id) == cut_trace)
+        .unwrap_or_else(|| panic!("no span of the cut request {cut_trace}: {spans:#?}"));
+    assert_eq!(
+        (span.name.as_str(), span.kind, span.status),
+        (
+            "GET /api/data",
+            SpanKind::Server as i32,
+            SpanStatus::Error as i32
+        ),
+        "{span:#?}"
+    );
+    assert_eq!(span.status_message, telemetry::CANCELLED_AT_DRAIN_DEADLINE);
+    assert_eq!(span.attributes["http.response.status_code"], "503");
+    assert_eq!(
+        cut.text().await.expect("body"),
+        telemetry::CANCELLED_AT_DRAIN_DEADLINE
+    );
+}
