@@ -1,9 +1,9 @@
 //! `cargo xtask scenario`: the guide's four demo scenarios as single commands. Each sets
-//! up its faults, runs its traffic, says what to look at, and clears the faults at the
-//! end, also on Ctrl+C (and, should xtask be killed outright, the faults expire by
-//! themselves a minute after the scenario's planned end). In the cluster, `degradation`
-//! also takes the guide's own step, inventory-service down to one replica, and puts the
-//! replicas back at the end.
+//! up its faults, runs its traffic, says what to look at, and puts back what it changed
+//! on every way out: the end, an error in any step, Ctrl+C (and, should xtask be killed
+//! outright, the faults expire by themselves a minute after the scenario's planned end).
+//! In the cluster, `degradation` also takes the guide's own step, inventory-service down
+//! to one replica, and scales it back to the count it had.
 
 use anyhow::{anyhow, bail};
 use mock_service::faults::{FaultSpec, Latency};
