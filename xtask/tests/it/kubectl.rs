@@ -14,7 +14,6 @@ use std::{
 };
 
 use nix::{sys::signal::Signal, unistd::Pid};
-use serde_json::Value;
 
 use crate::{
     standin::{StandinCluster, http},
@@ -332,7 +331,7 @@ fn logs_read_every_pod_gather_a_trace_and_follow_until_ctrl_c() {
     let mut follow = cluster
         .command(&["logs", "gateway-service", "--follow", "--cluster"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .expect("start logs --follow");
     let stdout = follow.stdout.take().expect("stdout");
@@ -355,23 +354,45 @@ fn logs_read_every_pod_gather_a_trace_and_follow_until_ctrl_c() {
     }
     interrupt(&mut follow);
     let follower = cluster
-        .calls()
-        .into_iter()
-        .find(|call| {
-            call["args"]
-                .as_array()
-                .is_some_and(|a| a.contains(&Value::from("--follow")))
-        })
-        .and_then(|call| call["pid"].as_u64())
+        .pid_of_call_with("--follow")
         .expect("the kubectl logs --follow call");
+    assert_gone(follower, "kubectl logs --follow");
+}
+
+/// Fails unless process `pid` ends within 5 s.
+fn assert_gone(pid: u32, what: &str) {
     let gone = Instant::now() + Duration::from_secs(5);
-    while std::path::Path::new(&format!("/proc/{follower}")).exists() {
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         assert!(
             Instant::now() < gone,
-            "kubectl logs --follow (pid {follower}) outlived xtask's Ctrl+C"
+            "{what} (pid {pid}) outlived xtask's Ctrl+C"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn ctrl_c_during_the_rollout_wait_scales_back() {
+    let _serial = serial();
+    let cluster = StandinCluster::start(&[("inventory-service", 2)]);
+    cluster.slow_termination("inventory-service", Duration::from_secs(100));
+    let (mut run, lines) = spawn_reading_stderr(
+        &cluster,
+        &["scenario", "degradation", "--cluster", "--duration", "1"],
+    );
+    wait_for_line(&lines, "old replicas are pending termination");
+    let status = interrupt(&mut run);
+    let after: Vec<String> = lines.try_iter().collect();
+    assert!(!status.success(), "{after:?}");
+    assert!(
+        after.iter().any(|line| line.contains("interrupted")),
+        "{after:?}"
+    );
+    assert_eq!(cluster.replicas("inventory-service"), 2, "{after:?}");
+    let waiting = cluster
+        .pid_of_call_with("rollout")
+        .expect("the kubectl rollout status call");
+    assert_gone(waiting, "kubectl rollout status");
 }
 
 #[test]

@@ -219,6 +219,28 @@ impl StandinCluster {
         self.save(&state);
     }
 
+    /// After a scale-down of `deployment`, `rollout status` waits this long for the old
+    /// pods to terminate.
+    pub fn slow_termination(&self, deployment: &str, wait: Duration) {
+        let mut state = self.state();
+        state["namespaces"]["services"][deployment]["termination_ms"] =
+            json!(u64::try_from(wait.as_millis()).expect("a short wait"));
+        self.save(&state);
+    }
+
+    /// The pid of the first stand-in call whose arguments include `word`.
+    pub fn pid_of_call_with(&self, word: &str) -> Option<u32> {
+        self.calls()
+            .iter()
+            .find(|call| {
+                call["args"]
+                    .as_array()
+                    .is_some_and(|args| args.iter().any(|a| a == word))
+            })
+            .and_then(|call| call["pid"].as_u64())
+            .and_then(|pid| u32::try_from(pid).ok())
+    }
+
     /// Every call the stand-ins answered: `{"program", "pid", "args"}`.
     pub fn calls(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.join("cluster.calls"))

@@ -19,7 +19,9 @@
 //! after its Deployment, as in manifests/base/services/. `admin_port` is where a REAL
 //! mock-service serves the pod's admin API on 127.0.0.1 (what `port-forward :9901`
 //! reaches), `log` the file its stdout goes to (what `logs` reads). `forward_fails` makes
-//! `port-forward` to that pod fail as it does for a pod that is not running. Every call
+//! `port-forward` to that pod fail as it does for a pod that is not running. A
+//! Deployment's `termination_ms` keeps `rollout status` after a scale-down waiting that
+//! long for the old pods to terminate. Every call
 //! is appended to `<state>.calls` (one JSON line: program, pid, arguments), so a test
 //! can check what xtask asked and find the processes it started.
 

@@ -17,7 +17,7 @@
 //!   (pkg/cmd/scale/scale.go); a missing --replicas: "--replicas=COUNT is required, and
 //!   COUNT must be greater than or equal to 0";
 //! - `rollout status`: "Waiting for deployment "X" rollout to finish: N of M updated
-//!   replicas are available...", then "deployment "X" successfully rolled out", or on
+//!   replicas are available..." (or "N old replicas are pending termination..."), then "deployment "X" successfully rolled out", or on
 //!   --timeout "error: timed out waiting for the condition" (pkg/polymorphichelpers/
 //!   rollout_status.go, pkg/cmd/rollout/rollout_status.go);
 //! - `logs`: see `logs.rs`;
@@ -351,18 +351,13 @@ fn rollout(call: &Call) {
                 "Error from server (NotFound): deployments.apps \"{name}\" not found"
             ));
         };
-        let wanted = deployment["replicas"].as_u64().unwrap_or(0) as usize;
-        let available = cluster.pod_count(&call.namespace, &name).min(wanted);
-        let settled = started.elapsed()
-            >= Duration::from_millis(deployment["rollout_ms"].as_u64().unwrap_or(0));
-        if available == wanted && settled {
+        let waiting = rollout_waits_for(&cluster, &call.namespace, &name, &deployment, started);
+        let Some(message) = waiting else {
             println!("deployment \"{name}\" successfully rolled out");
             return;
-        }
+        };
         if !said_waiting {
-            println!(
-                "Waiting for deployment \"{name}\" rollout to finish: {available} of {wanted} updated replicas are available..."
-            );
+            println!("Waiting for deployment \"{name}\" rollout to finish: {message}...");
             said_waiting = true;
         }
         // --timeout=0 (the default) waits forever; the stand-in's life is bounded anyway.
@@ -371,6 +366,26 @@ fn rollout(call: &Call) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// What a rollout still waits for, if anything: pods missing ("N of M updated replicas
+/// are available"), or, after a scale-down, the old pods terminating for the
+/// Deployment's `termination_ms` ("N old replicas are pending termination").
+fn rollout_waits_for(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    deployment: &Value,
+    started: Instant,
+) -> Option<String> {
+    let wanted = deployment["replicas"].as_u64().unwrap_or(0) as usize;
+    let pods = cluster.pod_count(namespace, name);
+    if pods < wanted {
+        return Some(format!("{pods} of {wanted} updated replicas are available"));
+    }
+    let termination = Duration::from_millis(deployment["termination_ms"].as_u64().unwrap_or(0));
+    (pods > wanted && started.elapsed() < termination)
+        .then(|| format!("{} old replicas are pending termination", pods - wanted))
 }
 
 /// Go's `time.ParseDuration` for the forms kubectl's flags take (120s, 2m, 1h, 500ms).
