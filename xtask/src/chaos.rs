@@ -123,22 +123,40 @@ pub async fn clear_all(mesh: &RunningMesh) -> anyhow::Result<Vec<String>> {
 }
 
 /// Sets (`Some`) or clears (`None`) the fault of every replica of `service`; returns a
-/// line per replica saying what it now has.
+/// line per replica saying what it now has. A fault is set on every replica or on none:
+/// when one replica cannot take it, those that did are cleared again.
 pub async fn apply(
     mesh: &RunningMesh,
     service: &str,
     spec: Option<&FaultSpec>,
 ) -> anyhow::Result<Vec<String>> {
-    let body = spec.map(serde_json::to_string).transpose()?;
-    each_replica(mesh, service, |client, base| {
+    let Some(spec) = spec else {
+        return clear(mesh, service).await;
+    };
+    let body = serde_json::to_string(spec)?;
+    let set = each_replica(mesh, service, |client, base| {
         let body = body.clone();
-        async move {
-            let request = match &body {
-                Some(body) => client.put(format!("{base}/faults")).body(body.clone()),
-                None => client.delete(format!("{base}/faults")),
-            };
-            request.send().await
-        }
+        async move { client.put(format!("{base}/faults")).body(body).send().await }
+    })
+    .await;
+    let Err(error) = set else {
+        return set;
+    };
+    match clear(mesh, service).await {
+        Ok(_) => Err(error.context(format!(
+            "the fault was not set on every replica of {service}, so it is set on none"
+        ))),
+        Err(undo) => Err(error.context(format!(
+            "the fault was not set on every replica of {service}, and clearing it failed too \
+             ({undo:#}); `cargo xtask chaos {service} --clear` clears it"
+        ))),
+    }
+}
+
+/// Clears the fault of every replica of `service`.
+async fn clear(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>> {
+    each_replica(mesh, service, |client, base| async move {
+        client.delete(format!("{base}/faults")).send().await
     })
     .await
 }
@@ -164,15 +182,20 @@ where
         .timeout(Duration::from_secs(5))
         .build()?;
     let mut lines = Vec::new();
-    for api in mesh.admin_apis(service).await? {
-        let response = request(client.clone(), api.base_url.clone())
-            .await
-            .with_context(|| {
-                format!(
-                    "{service} ({}) does not answer on its admin API",
+    for mut api in mesh.admin_apis(service).await? {
+        let response = match request(client.clone(), api.base_url.clone()).await {
+            Ok(response) => response,
+            Err(error) => {
+                // A pod's request fails when its port-forward died: say how it did.
+                let why = api
+                    .forward_died()
+                    .map_or(String::new(), |how| format!(": {how}"));
+                return Err(anyhow::Error::new(error).context(format!(
+                    "{service} ({}) does not answer on its admin API{why}",
                     api.replica
-                )
-            })?;
+                )));
+            }
+        };
         let status = response.status();
         let json: Value =
             serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or(Value::Null);

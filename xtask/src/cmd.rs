@@ -106,15 +106,45 @@ impl Cmd {
         Ok(status.success())
     }
 
-    /// Starts it in the background with its stdout piped to the caller (stderr dropped),
-    /// killed when the handle is dropped: for helpers like `kubectl port-forward`.
+    /// Like [`Cmd::run`], but cancellable: dropping the future (Ctrl+C in a `select!`)
+    /// kills the program.
+    pub async fn run_async(self) -> anyhow::Result<()> {
+        eprintln!("$ {self}");
+        let mut command = tokio::process::Command::from(self.command());
+        command
+            .stdin(Stdio::null())
+            .stdout(std::io::stderr())
+            .kill_on_drop(true);
+        let status = command
+            .status()
+            .await
+            .map_err(|error| self.spawn_error(&error))?;
+        self.check(status)
+    }
+
+    /// Starts it in the background with its stdout piped to the caller (stderr
+    /// dropped), killed when the handle is dropped: for servers that announce their
+    /// address on their first line. The caller keeps reading stdout for the child's life
+    /// or gives it a program that never writes again.
     pub fn spawn_piped(self) -> anyhow::Result<tokio::process::Child> {
+        self.spawn_with(Stdio::null())
+    }
+
+    /// Like [`Cmd::spawn_piped`], stderr piped too: for programs whose error messages
+    /// matter (`kubectl port-forward`, `kubectl logs -f`). The caller must keep reading
+    /// both for the child's whole life: a program writing to a full pipe blocks, and a
+    /// Go program (kubectl) dies of SIGPIPE once the reading end is closed.
+    pub fn spawn_piped_with_stderr(self) -> anyhow::Result<tokio::process::Child> {
+        self.spawn_with(Stdio::piped())
+    }
+
+    fn spawn_with(self, stderr: Stdio) -> anyhow::Result<tokio::process::Child> {
         eprintln!("$ {self}");
         let mut command = tokio::process::Command::from(self.command());
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true);
         command.spawn().map_err(|error| self.spawn_error(&error))
     }

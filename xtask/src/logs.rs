@@ -160,13 +160,7 @@ impl LogsArgs {
         }
         if self.follow {
             args.push("--follow".to_owned());
-            let mut child = kubectl("following the pods' logs", &args).spawn_piped()?;
-            let stdout = child.stdout.take().context("kubectl's output")?;
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(line) = lines.next_line().await? {
-                println!("{line}");
-            }
-            return Ok(());
+            return follow_kubectl(&args).await;
         }
         let output = kubectl("reading the pods' logs", &args).read()?;
         let lines = output.lines().map(|line| {
@@ -176,6 +170,42 @@ impl LogsArgs {
         print_selected(lines.collect(), None, self.trace.as_deref());
         Ok(())
     }
+}
+
+/// `kubectl logs --follow`: its lines printed as they come, its errors passed on, until
+/// it ends (an error says how) or Ctrl+C, which stops it too rather than leaving it
+/// following.
+async fn follow_kubectl(args: &[String]) -> anyhow::Result<()> {
+    let mut child = kubectl("following the pods' logs", args).spawn_piped_with_stderr()?;
+    let stdout = child.stdout.take().context("kubectl's output")?;
+    let stderr = child.stderr.take().context("kubectl's errors")?;
+    let errors = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                Some(line) => println!("{line}"),
+                None => break,
+            },
+            _ = &mut ctrl_c => {
+                child.kill().await.context("stopping kubectl logs")?;
+                return Ok(());
+            }
+        }
+    }
+    let status = child.wait().await.context("waiting for kubectl logs")?;
+    let _ = errors.await;
+    if !status.success() {
+        bail!("kubectl logs --follow ended ({status})");
+    }
+    Ok(())
 }
 
 /// Prints the lines written since `since` and, with `trace`, only that trace's, merged

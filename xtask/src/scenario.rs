@@ -1,10 +1,11 @@
 //! `cargo xtask scenario`: the guide's four demo scenarios as single commands. Each sets
-//! up its faults, runs its traffic, says what to look at, and clears the faults at the
-//! end, also on Ctrl+C (and, should xtask be killed outright, the faults expire by
-//! themselves a minute after the scenario's planned end). In the cluster, `degradation`
-//! also takes the guide's own step, inventory-service down to one replica, and puts the
-//! replicas back at the end.
+//! up its faults, runs its traffic, says what to look at, and puts back what it changed
+//! on every way out: the end, an error in any step, Ctrl+C (and, should xtask be killed
+//! outright, the faults expire by themselves a minute after the scenario's planned end).
+//! In the cluster, `degradation` also takes the guide's own step, inventory-service down
+//! to one replica, and scales it back to the count it had.
 
+use anyhow::{anyhow, bail};
 use mock_service::faults::{FaultSpec, Latency};
 
 use crate::{
@@ -124,52 +125,116 @@ impl ScenarioArgs {
             mesh.describe(),
             plan.watch
         );
-        let scaled = match (&mesh, plan.scale_to_one) {
-            (RunningMesh::Cluster, Some(service)) => {
-                let replicas = cluster::replicas(service)?;
-                eprintln!(
-                    "scaling {service} from {replicas} replicas to 1 (the classic way to degrade it)"
-                );
-                cluster::scale(service, 1)?;
-                Some((service, replicas))
-            }
-            _ => None,
+        let mut changes = Changes::default();
+        // Ctrl+C while scaling, waiting for the rollout or setting faults stops the set-up
+        // (a kubectl it ran is killed); during the traffic, the traffic stops by itself.
+        // Either way, what was changed is put back below.
+        let set_up = tokio::select! {
+            result = set_up(&mesh, &plan, duration, &mut changes) => result,
+            () = interrupted() => Err(anyhow!("interrupted (Ctrl+C) while setting the scenario up")),
         };
-        for (service, fault) in &plan.faults {
-            let fault = FaultSpec {
-                for_seconds: Some(duration + 60),
-                ..fault.clone()
-            };
-            for line in chaos::apply(&mesh, service, Some(&fault)).await? {
-                eprintln!("fault set: {line}");
+        let result = match set_up {
+            Ok(()) => {
+                let traffic = TrafficArgs {
+                    duration: Some(duration),
+                    scenario: Some(plan.traffic),
+                    target: self.target,
+                    ..TrafficArgs::default()
+                };
+                traffic.run().await
             }
+            Err(error) => Err(error),
+        };
+        let undone = changes.undo(&mesh).await;
+        match (result, undone) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(error), Ok(())) | (Ok(()), Err(error)) => Err(error),
+            (Err(error), Err(undo)) => Err(anyhow!("{error:#}\n{undo:#}")),
         }
-        let traffic = TrafficArgs {
-            duration: Some(duration),
-            scenario: Some(plan.traffic),
-            target: self.target,
-            ..TrafficArgs::default()
+    }
+}
+
+/// Resolves on Ctrl+C (never, where there is no Ctrl+C to listen for).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Scales (in the cluster) and sets the plan's faults, noting each change in `changes`
+/// before making it, so that a step that fails halfway is put back too.
+async fn set_up(
+    mesh: &RunningMesh,
+    plan: &Plan,
+    duration: u64,
+    changes: &mut Changes,
+) -> anyhow::Result<()> {
+    if let (RunningMesh::Cluster, Some(service)) = (mesh, plan.scale_to_one) {
+        let replicas = cluster::replicas(service)?;
+        eprintln!(
+            "scaling {service} from {replicas} replicas to 1 (the classic way to degrade it)"
+        );
+        changes.scaled = Some((service, replicas));
+        cluster::scale(service, 1).await?;
+    }
+    for (service, fault) in &plan.faults {
+        let fault = FaultSpec {
+            for_seconds: Some(duration + 60),
+            ..fault.clone()
         };
-        let result = traffic.run().await;
-        for (service, _) in &plan.faults {
-            match chaos::apply(&mesh, service, None).await {
+        changes.faulted.push(service);
+        for line in chaos::apply(mesh, service, Some(&fault)).await? {
+            eprintln!("fault set: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// What a scenario changed, to put back on every way out: the replicas a service had
+/// before it was scaled, and the services whose fault it set (or tried to).
+#[derive(Default)]
+struct Changes {
+    scaled: Option<(&'static str, u32)>,
+    faulted: Vec<&'static str>,
+}
+
+impl Changes {
+    /// Clears the faults and scales back; an error names what could not be put back and
+    /// how to do it by hand.
+    async fn undo(self, mesh: &RunningMesh) -> anyhow::Result<()> {
+        let mut failures = Vec::new();
+        for service in self.faulted {
+            match chaos::apply(mesh, service, None).await {
                 Ok(lines) => lines
                     .iter()
                     .for_each(|line| eprintln!("fault cleared: {line}")),
-                Err(error) => {
-                    eprintln!("warning: could not clear the fault of {service}: {error:#}");
-                }
+                Err(error) => failures.push(format!(
+                    "could not clear the fault of {service} ({error:#}); it expires by itself, \
+                     or run: cargo xtask chaos {service} --clear{}",
+                    if matches!(mesh, RunningMesh::Cluster) {
+                        " --cluster"
+                    } else {
+                        ""
+                    }
+                )),
             }
         }
-        if let Some((service, replicas)) = scaled {
+        if let Some((service, replicas)) = self.scaled {
             eprintln!("scaling {service} back to {replicas} replicas");
-            if let Err(error) = cluster::scale(service, replicas) {
-                eprintln!(
-                    "warning: could not scale {service} back: {error:#}\n  run: kubectl --context {} -n services scale deployment/{service} --replicas={replicas}",
+            if let Err(error) = cluster::scale(service, replicas).await {
+                failures.push(format!(
+                    "could not scale {service} back to {replicas} replicas ({error:#}); run: \
+                     kubectl --context {} -n services scale deployment/{service} --replicas={replicas}",
                     crate::cluster::CONTEXT
-                );
+                ));
             }
         }
-        result
+        if failures.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "the scenario could not put everything back:\n  {}",
+            failures.join("\n  ")
+        )
     }
 }

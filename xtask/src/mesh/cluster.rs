@@ -2,7 +2,10 @@
 //! the project's context: which services, which pods, an admin API through the API
 //! server (`kubectl port-forward`, never an exposed port), the replica count.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -68,7 +71,8 @@ pub async fn admin_apis(service: &str) -> anyhow::Result<Vec<AdminApi>> {
 }
 
 /// `kubectl port-forward pod/POD :9901`, through the API server, to the pod's loopback
-/// admin port; returns once kubectl says where it listens.
+/// admin port; returns once kubectl says where it listens. The forward lives as long as
+/// the returned value.
 async fn port_forward(pod: &str) -> anyhow::Result<AdminApi> {
     let mut child = kubectl(
         &format!("forwarding to the admin API of pod {pod}"),
@@ -80,13 +84,34 @@ async fn port_forward(pod: &str) -> anyhow::Result<AdminApi> {
             &format!(":{ADMIN_PORT}"),
         ],
     )
-    .spawn_piped()?;
+    .spawn_piped_with_stderr()?;
     let stdout = child.stdout.take().context("port-forward stdout")?;
+    let stderr = child.stderr.take().context("port-forward stderr")?;
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let stderr_read = tokio::spawn(keep_last_lines(stderr, said.clone(), &[]));
+    let mut forward = PortForward {
+        child,
+        said,
+        stderr_read: Some(stderr_read),
+    };
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+    let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
         .await
-        .with_context(|| format!("kubectl port-forward to {pod} did not start within 15 s"))??
-        .with_context(|| format!("kubectl port-forward to {pod} exited"))?;
+        .with_context(|| format!("kubectl port-forward to {pod} did not start within 15 s"))?
+        .with_context(|| format!("reading kubectl port-forward's output for {pod}"))?;
+    let Some(line) = first else {
+        bail!(
+            "kubectl port-forward to {pod} {}",
+            forward.exit_report().await
+        );
+    };
+    // kubectl writes "Handling connection for N" for every connection from now on, and
+    // dies of SIGPIPE if nobody reads it: read (and drop) it for the forward's life.
+    tokio::spawn(keep_last_lines(
+        lines.into_inner(),
+        forward.said.clone(),
+        &["Forwarding from ", "Handling connection for "],
+    ));
     // "Forwarding from 127.0.0.1:41235 -> 9901"
     let address = line
         .split_whitespace()
@@ -96,8 +121,71 @@ async fn port_forward(pod: &str) -> anyhow::Result<AdminApi> {
     Ok(AdminApi {
         replica: pod.to_owned(),
         base_url: format!("http://{address}"),
-        _port_forward: Some(child),
+        port_forward: Some(forward),
     })
+}
+
+/// A running `kubectl port-forward`, killed when dropped. What it said on stderr (and
+/// anything unexpected on stdout) is kept, to say why it died.
+pub struct PortForward {
+    child: tokio::process::Child,
+    said: Arc<Mutex<Vec<String>>>,
+    stderr_read: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PortForward {
+    /// Why the forward is gone ("exited (signal: 13 (SIGPIPE)): ..."), if it is.
+    pub fn died(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        Some(format!("exited ({status}){}", self.last_words()))
+    }
+
+    /// Waits (briefly) for a forward that closed its output to exit, and says how.
+    async fn exit_report(&mut self) -> String {
+        let status = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        if let Some(reading) = self.stderr_read.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), reading).await;
+        }
+        match status {
+            Ok(Ok(status)) => format!("exited ({status}){}", self.last_words()),
+            _ => format!("closed its output{}", self.last_words()),
+        }
+    }
+
+    fn last_words(&self) -> String {
+        let said = self
+            .said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", said.join(" | "))
+        }
+    }
+}
+
+/// Reads `output` to its end, keeping the last few lines that start with none of
+/// `routine`.
+async fn keep_last_lines(
+    output: impl tokio::io::AsyncRead + Unpin,
+    said: Arc<Mutex<Vec<String>>>,
+    routine: &'static [&'static str],
+) {
+    const KEPT: usize = 5;
+    let mut lines = BufReader::new(output).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if routine.iter().any(|prefix| line.starts_with(prefix)) {
+            continue;
+        }
+        let mut said = said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if said.len() == KEPT {
+            said.remove(0);
+        }
+        said.push(line);
+    }
 }
 
 /// How many replicas a service's Deployment asks for.
@@ -120,8 +208,9 @@ pub fn replicas(service: &str) -> anyhow::Result<u32> {
         .with_context(|| format!("kubectl gave `{count}` as the replicas of {service}"))
 }
 
-/// Scales a service's Deployment and waits for the rollout.
-pub fn scale(service: &str, replicas: u32) -> anyhow::Result<()> {
+/// Scales a service's Deployment and waits for the rollout. Cancellable: dropping the
+/// future kills the kubectl it runs.
+pub async fn scale(service: &str, replicas: u32) -> anyhow::Result<()> {
     kubectl(
         &format!("scaling {service} to {replicas}"),
         [
@@ -132,7 +221,8 @@ pub fn scale(service: &str, replicas: u32) -> anyhow::Result<()> {
             &format!("--replicas={replicas}"),
         ],
     )
-    .run()?;
+    .run_async()
+    .await?;
     kubectl(
         &format!("waiting for {service} to scale"),
         [
@@ -144,5 +234,6 @@ pub fn scale(service: &str, replicas: u32) -> anyhow::Result<()> {
             "--timeout=120s",
         ],
     )
-    .run()
+    .run_async()
+    .await
 }

@@ -26,7 +26,18 @@ pub struct AdminApi {
     /// `local`, or the pod's name.
     pub replica: String,
     pub base_url: String,
-    pub(crate) _port_forward: Option<tokio::process::Child>,
+    pub(crate) port_forward: Option<cluster::PortForward>,
+}
+
+impl AdminApi {
+    /// For a pod whose port-forward is gone: how it ended ("kubectl port-forward exited
+    /// (...): its last words"), to explain a request that got no answer.
+    pub fn forward_died(&mut self) -> Option<String> {
+        self.port_forward
+            .as_mut()
+            .and_then(cluster::PortForward::died)
+            .map(|how| format!("kubectl port-forward {how}"))
+    }
 }
 
 impl RunningMesh {
@@ -95,7 +106,7 @@ impl RunningMesh {
                 Ok(vec![AdminApi {
                     replica: "local".into(),
                     base_url: format!("http://127.0.0.1:{}", process.admin_port),
-                    _port_forward: None,
+                    port_forward: None,
                 }])
             }
             RunningMesh::Cluster => cluster::admin_apis(service).await,

@@ -41,6 +41,11 @@ pub struct TrafficArgs {
     #[arg(long, value_enum)]
     pub chaos: Option<ChaosMode>,
 
+    /// With --chaos random: inject the faults into the kind cluster's pods even if a
+    /// local mesh is running
+    #[arg(long, requires = "chaos")]
+    pub cluster: bool,
+
     /// Seed of --chaos random, to repeat a run's faults exactly [default: random, printed]
     #[arg(long, requires = "chaos")]
     pub seed: Option<u64>,
@@ -91,6 +96,7 @@ impl Default for TrafficArgs {
             users: None,
             target: GATEWAY.parse().expect("the gateway's URL parses"),
             chaos: None,
+            cluster: false,
             seed: None,
             mix: None,
             think: None,
@@ -192,7 +198,7 @@ impl TrafficArgs {
         let chaos = self.chaos.map(|ChaosMode::Random| {
             let seed = self.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
             eprintln!("chaos: one random fault at a time, seed {seed} (repeat with --seed {seed})");
-            tokio::spawn(random_chaos::run(seed, done))
+            tokio::spawn(random_chaos::run(seed, self.cluster, done))
         });
         let mut progress = Progress::new(plan.duration);
         let outcome = loadgen::run(&reachable, &plan, ctrl_c, |tick| progress.show(tick)).await;

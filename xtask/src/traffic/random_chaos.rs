@@ -13,9 +13,10 @@ use tokio::{sync::watch, time::Instant};
 use crate::{chaos, mesh::RunningMesh};
 
 /// Runs until `done` turns true, then clears every service's fault. The services, and
-/// what each depends on, are those of the running mesh.
-pub async fn run(seed: u64, mut done: watch::Receiver<bool>) {
-    let mesh = RunningMesh::find(false);
+/// what each depends on, are those of the running mesh (the kind cluster's with
+/// `force_cluster`).
+pub async fn run(seed: u64, force_cluster: bool, mut done: watch::Receiver<bool>) {
+    let mesh = RunningMesh::find(force_cluster);
     let (services, topology) = match mesh.services().and_then(|s| Ok((s, mesh.topology()?))) {
         Ok(found) => found,
         Err(error) => {

@@ -988,3 +988,14 @@ fn every_k8s_resource_is_a_workload_of_the_overlay_and_the_services_run_the_buil
         );
     }
 }
+
+/// Every button of the Tiltfile (a manual `local_resource`): its name and `cmd`, for the
+/// tests that run each against the kubectl stand-in (kubectl.rs).
+pub fn buttons() -> Vec<(String, String)> {
+    Plan::load()
+        .calls("local_resource")
+        .into_iter()
+        .filter(|args| is_manual(args))
+        .map(|args| (str_of(args, "name"), str_of(args, "cmd")))
+        .collect()
+}
