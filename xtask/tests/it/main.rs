@@ -10,6 +10,7 @@ mod docs;
 mod grafana;
 mod image;
 mod local_mesh;
+mod local_record;
 mod local_topology;
 mod manifests;
 mod nix_flake;
