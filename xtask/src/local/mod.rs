@@ -42,10 +42,16 @@ Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686, OpenTelemetry Co
 Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on PATH and a
 Docker engine answers. Spans are exported whenever a collector or Jaeger runs, or to
 --otlp-endpoint.
+Ctrl+C, a closed terminal (SIGHUP) and --stop all stop everything: SIGTERM, up to 15 s,
+then SIGKILL. One `cargo xtask local` at a time (the lock target/local/local.lock); a
+second one exits at once, touching nothing.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
-target/local/mesh.json.")]
+target/local/mesh.json, each process with its pid and identity (program and start time):
+--stop signals a pid only while it is still that process, and reports any other as
+stale, leaving it alone.")]
 pub struct LocalArgs {
-    /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal)
+    /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal); a
+    /// recorded pid that is now another program is left alone
     #[arg(long)]
     pub stop: bool,
 
