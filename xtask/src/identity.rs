@@ -28,8 +28,37 @@ impl ProcessIdentity {
         if cfg!(target_os = "linux") {
             from_proc(pid)
         } else {
-            from_ps(pid)
+            ProcessIdentity::from_ps(pid)
         }
+    }
+
+    /// What [`ProcessIdentity::of`] asks off Linux: `ps`, which every Unix has, rather
+    /// than a crate such as `sysinfo`: no dependency for a platform this machine cannot
+    /// build for, and this very path runs (and is tested) on Linux too, where procps' `ps`
+    /// takes the same options. `lstart` is to the second; with the program and the pid
+    /// also equal, a reused pid would have to come round within that second.
+    pub fn from_ps(pid: u32) -> Option<ProcessIdentity> {
+        let answer = Cmd::new("ps", format!("asking which program pid {pid} runs"))
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .args(["-o", "stat=,lstart=,comm=", "-p", &pid.to_string()])
+            .read_quietly()
+            .ok()
+            .flatten()?;
+        // "STATE Thu Dec  3 06:18:48 2026 PROGRAM", the program's name maybe with spaces.
+        let mut words = answer.split_whitespace();
+        if words.next()?.starts_with('Z') {
+            return None;
+        }
+        let started: Vec<&str> = words.by_ref().take(5).collect();
+        let program: Vec<&str> = words.collect();
+        if started.len() < 5 || program.is_empty() {
+            return None;
+        }
+        Some(ProcessIdentity {
+            program: program.join(" "),
+            started: started.join(" "),
+        })
     }
 
     /// This process's own identity.
@@ -59,35 +88,6 @@ fn from_proc(pid: u32) -> Option<ProcessIdentity> {
     Some(ProcessIdentity {
         program: comm.to_owned(),
         started: format!("boot {} tick {start_ticks}", boot.trim()),
-    })
-}
-
-/// Elsewhere (macOS): `ps`, which every Unix has, rather than a crate such as `sysinfo`:
-/// no dependency for a platform this machine cannot build for, and this very path runs
-/// (and is tested) on Linux too, where procps' `ps` takes the same options. `lstart` is
-/// to the second; with the program and the pid also equal, a reused pid would have to
-/// come round within that second.
-fn from_ps(pid: u32) -> Option<ProcessIdentity> {
-    let answer = Cmd::new("ps", format!("asking which program pid {pid} runs"))
-        .env("LC_ALL", "C")
-        .env("TZ", "UTC")
-        .args(["-o", "stat=,lstart=,comm=", "-p", &pid.to_string()])
-        .read_quietly()
-        .ok()
-        .flatten()?;
-    // "STATE Thu Dec  3 06:18:48 2026 PROGRAM", the program's name possibly with spaces.
-    let mut words = answer.split_whitespace();
-    if words.next()?.starts_with('Z') {
-        return None;
-    }
-    let started: Vec<&str> = words.by_ref().take(5).collect();
-    let program: Vec<&str> = words.collect();
-    if started.len() < 5 || program.is_empty() {
-        return None;
-    }
-    Some(ProcessIdentity {
-        program: program.join(" "),
-        started: started.join(" "),
     })
 }
 
@@ -187,14 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn both_readers_tell_a_process_and_repeat_themselves() {
+    fn proc_tells_a_process_and_repeats_itself() {
         let own = std::process::id();
-        for read in [from_proc, from_ps] {
-            let first = read(own).expect("this process has an identity");
-            assert_eq!(read(own), Some(first.clone()));
-            assert!(!first.program.is_empty() && !first.started.is_empty());
-            assert_eq!(read(a_finished_pid()), None);
-        }
+        let first = from_proc(own).expect("this process has an identity");
+        assert_eq!(from_proc(own), Some(first.clone()));
+        assert!(!first.program.is_empty() && !first.started.is_empty());
+        assert_eq!(from_proc(a_finished_pid()), None);
     }
 
     #[test]
