@@ -1,12 +1,13 @@
 //! The local mesh's record (`target/local/mesh.json`) and lock are exact: `local --stop`
 //! and `clean` leave alone a recorded pid that is now another program (and say so); one
 //! `cargo xtask local` runs at a time, a second touching nothing of the first; `--stop`
-//! still stops the one holding the lock; a closed terminal's SIGHUP stops the mesh like
-//! Ctrl+C. Real processes throughout: `sleep`s posing as the mesh's programs, and real
+//! still stops the one holding the lock; SIGHUP, and closing its terminal for real (a
+//! pseudo-terminal), stop the mesh like Ctrl+C; the identity reader used off Linux (`ps`)
+//! works. Real processes throughout: `sleep`s posing as the mesh's programs, and real
 //! meshes of the seven services (no tools).
 //!
-//! These tests write target/local/ (hold `support::serial()`); those that start a mesh
-//! take the fixed ports (run them under the machine's `flock`, see docs/testing.md).
+//! Every test here writes target/local/, and some start a mesh on the fixed ports: each
+//! holds `support::serial()`.
 
 use std::{
     fs::{File, OpenOptions},
@@ -300,4 +301,108 @@ fn sighup_stops_the_mesh_like_ctrl_c() {
     );
     assert!(status.success(), "{status}");
     assert_eq!(read_record()["stopped"], true, "{}", read_record());
+}
+
+/// A pseudo-terminal's two ends: the master, which the test holds (closing it is closing
+/// the terminal), and the slave, the terminal that `cargo xtask local` gets.
+fn pseudo_terminal() -> (nix::pty::PtyMaster, File) {
+    use nix::{fcntl::OFlag, pty};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let master = pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .expect("a pseudo-terminal");
+    pty::grantpt(&master).expect("grantpt");
+    pty::unlockpt(&master).expect("unlockpt");
+    let path = pty::ptsname_r(&master).expect("its slave's path");
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(OFlag::O_NOCTTY.bits())
+        .open(path)
+        .expect("the slave");
+    (master, slave)
+}
+
+/// The real thing: `cargo xtask local` in a session of its own whose controlling terminal
+/// is a pseudo-terminal (`setsid --ctty`), which the test closes once the mesh is up. The
+/// kernel hangs the terminal up: SIGHUP to `cargo xtask local`, and every later write to
+/// its stdout or stderr fails, which must not stop it from stopping the mesh.
+#[test]
+fn closing_its_terminal_stops_the_mesh() {
+    use std::io::Read as _;
+    let _serial = serial();
+    let Some(setsid) = crate::support::require("setsid", "apt-get install util-linux") else {
+        return;
+    };
+    let (mut master, slave) = pseudo_terminal();
+    let mut local = Command::new(setsid)
+        .arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .args(["local", "--no-observability"])
+        .stdin(slave.try_clone().expect("slave"))
+        .stdout(slave.try_clone().expect("slave"))
+        .stderr(slave)
+        .spawn()
+        .expect("start xtask local");
+    // The terminal's output, until the mesh is up; the master is closed when this ends.
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        while let Ok(read @ 1..) = master.read(&mut chunk) {
+            seen.extend_from_slice(&chunk[..read]);
+            if String::from_utf8_lossy(&seen).contains("The mesh is up") {
+                let _ = up_tx.send(());
+                return;
+            }
+        }
+    });
+    let up = up_rx.recv_timeout(Duration::from_secs(300));
+    if up.is_err() {
+        let _ = local.kill();
+        let _ = local.wait();
+        panic!("`cargo xtask local` under a pseudo-terminal did not come up");
+    }
+    let pids = service_pids();
+    let supervisor =
+        u32::try_from(read_record()["supervisor_pid"].as_u64().expect("pid")).expect("a pid");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while running(supervisor) && std::time::Instant::now() < deadline {
+        let _ = local.try_wait();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = local.try_wait();
+    let supervisor_left = running(supervisor);
+    let left: Vec<u32> = pids.into_iter().filter(|pid| running(*pid)).collect();
+    if supervisor_left || !left.is_empty() {
+        let _ = xtask(&["local", "--stop"]);
+        let _ = local.kill();
+    }
+    let _ = local.wait();
+    assert!(
+        !supervisor_left,
+        "`cargo xtask local` outlived its terminal"
+    );
+    assert!(left.is_empty(), "services still running: {left:?}");
+    assert_eq!(read_record()["stopped"], true, "{}", read_record());
+}
+
+/// The reader used off Linux (`ps`), run here: it tells a running process by the program
+/// it runs (not by the name on its command line), the same twice, and gives nothing for
+/// a pid that has exited.
+#[test]
+fn ps_tells_a_process_like_proc_does() {
+    use xtask::identity::ProcessIdentity;
+    if crate::support::require("ps", "apt-get install procps").is_none() {
+        return;
+    }
+    let mut impostor = Impostor::start("prometheus");
+    let pid = impostor.pid();
+    let identity = ProcessIdentity::from_ps(pid).expect("ps answers for a running pid");
+    assert_eq!(ProcessIdentity::from_ps(pid), Some(identity.clone()));
+    assert!(identity.program.contains("sleep"), "{identity:?}");
+    assert!(!identity.started.is_empty(), "{identity:?}");
+    let _ = impostor.0.kill();
+    let _ = impostor.0.wait();
+    assert_eq!(ProcessIdentity::from_ps(pid), None, "an exited pid");
 }
