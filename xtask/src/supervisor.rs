@@ -287,7 +287,9 @@ pub fn terminate(child: &Child) {
     }
 }
 
-/// Sends `signal` to `pid`; a process that is already gone is not an error.
+/// Sends `signal` to `pid`; a process that is already gone is not an error. Only for a
+/// child this process has not reaped (its pid cannot be reused yet) or a pid checked by
+/// [`crate::identity::signal_recorded`].
 pub fn signal(pid: u32, signal: Signal) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = kill(Pid::from_raw(pid), signal);
