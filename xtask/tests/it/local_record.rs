@@ -406,3 +406,28 @@ fn ps_tells_a_process_like_proc_does() {
     let _ = impostor.0.wait();
     assert_eq!(ProcessIdentity::from_ps(pid), None, "an exited pid");
 }
+
+/// The supervisor killed outright (no chance to stop anything): `local --stop` finds its
+/// services by the record and stops them, each being still the process recorded.
+#[test]
+fn local_stop_stops_the_recorded_services_of_a_killed_supervisor() {
+    let _serial = serial();
+    let mut local = start_local(&["--no-observability"]);
+    let pids = service_pids();
+    let supervisor = nix::unistd::Pid::from_raw(i32::try_from(local.pid()).expect("pid"));
+    nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
+    local
+        .exited_within(Duration::from_secs(60))
+        .expect("killed");
+    assert!(pids.iter().all(|pid| running(*pid)), "they outlive it");
+
+    let stop = xtask(&["local", "--stop"]);
+    let stderr = String::from_utf8_lossy(&stop.stderr);
+    assert!(stop.status.success(), "{stderr}");
+    let left: Vec<u32> = pids.iter().copied().filter(|pid| running(*pid)).collect();
+    assert!(left.is_empty(), "still running: {left:?}\n{stderr}");
+    for pid in pids {
+        assert!(stderr.contains(&format!("(pid {pid})")), "{stderr}");
+    }
+    assert_eq!(read_record()["stopped"], true);
+}
