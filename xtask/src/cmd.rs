@@ -20,6 +20,8 @@ pub struct Cmd {
     current_dir: Option<std::path::PathBuf>,
     /// What the command is for, in a few words ("building mock-service").
     purpose: String,
+    /// Starts it in a process group of its own, out of reach of the terminal's signals.
+    own_process_group: bool,
 }
 
 impl Cmd {
@@ -30,6 +32,7 @@ impl Cmd {
             envs: Vec::new(),
             current_dir: None,
             purpose: purpose.into(),
+            own_process_group: false,
         }
     }
 
@@ -59,15 +62,11 @@ impl Cmd {
         self
     }
 
-    /// The program's file name, without its directory.
-    pub fn program_name(&self) -> String {
-        Path::new(&self.program)
-            .file_name()
-            .map_or_else(
-                || self.program.to_string_lossy(),
-                |name| name.to_string_lossy(),
-            )
-            .into_owned()
+    /// Starts it in a process group of its own: a signal the terminal sends its
+    /// foreground group (Ctrl+C, a hangup) does not reach it; whoever started it stops it.
+    pub fn own_process_group(mut self) -> Cmd {
+        self.own_process_group = true;
+        self
     }
 
     /// Runs to completion, its output shown on stderr (xtask's stdout carries only
@@ -104,6 +103,21 @@ impl Cmd {
             .status()
             .map_err(|error| self.spawn_error(&error))?;
         Ok(status.success())
+    }
+
+    /// Runs it quietly, for a question asked often (`ps` about a pid): its stdout, trimmed,
+    /// when it succeeds; `None` when it exits non-zero. A missing program is an error.
+    pub fn read_quietly(self) -> anyhow::Result<Option<String>> {
+        let output = self
+            .command()
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|error| self.spawn_error(&error))?;
+        Ok(output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()))
     }
 
     /// Like [`Cmd::run`], but cancellable: dropping the future (Ctrl+C in a `select!`)
@@ -178,6 +192,9 @@ impl Cmd {
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
+        }
+        if self.own_process_group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
         }
         command
     }

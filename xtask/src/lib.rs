@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod cmd;
 pub mod dashboards;
+pub mod identity;
 pub mod local;
 pub mod logs;
 pub mod mesh;

@@ -1,7 +1,7 @@
 //! Starting, watching and stopping a group of processes: the local mesh and its tools
 //! (`cargo xtask local`), and the benchmark's meshes. Each process writes to its own log;
 //! readiness is one probe loop; stopping is SIGTERM, a grace period, then SIGKILL, as
-//! Kubernetes does.
+//! Kubernetes does, on Ctrl+C, SIGTERM or SIGHUP alike.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -10,7 +10,11 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use tokio::{process::Child, time::Instant};
+use tokio::{
+    process::Child,
+    signal::unix::{SignalKind, signal as listen},
+    time::Instant,
+};
 
 use crate::{cmd::Cmd, readiness::Probe};
 
@@ -36,6 +40,8 @@ pub struct Wait {
 #[derive(Default)]
 pub struct Supervisor {
     children: Vec<Managed>,
+    /// Each child in a process group of its own; see [`Supervisor::sole_receiver`].
+    own_groups: bool,
 }
 
 struct Managed {
@@ -48,12 +54,34 @@ struct Managed {
 }
 
 impl Supervisor {
+    /// Children share this process's group: a terminal's Ctrl+C reaches them too, which
+    /// suits the benchmark, whose meshes live only as long as one command.
     pub fn new() -> Supervisor {
         Supervisor::default()
     }
 
+    /// Each child in a process group of its own, so that a terminal's signals (Ctrl+C's
+    /// SIGINT, a closed terminal's SIGHUP, which the kernel and the shell send to the
+    /// foreground group) reach only this process, which then stops the children itself,
+    /// in order (SIGTERM, grace, SIGKILL) and records it. Sharing the group, every
+    /// process would get the signal at once, the services would fail each other's calls
+    /// while they stop, and Prometheus would take SIGHUP as "reload" and run on. The
+    /// price: this process must listen for those signals from before its first child
+    /// starts ([`StopSignals`]), or a Ctrl+C would leave the children running.
+    pub fn sole_receiver() -> Supervisor {
+        Supervisor {
+            own_groups: true,
+            ..Supervisor::default()
+        }
+    }
+
     /// Starts `cmd` with its output in `log`; returns its pid.
     pub fn spawn(&mut self, name: &str, role: Role, cmd: Cmd, log: PathBuf) -> anyhow::Result<u32> {
+        let cmd = if self.own_groups {
+            cmd.own_process_group()
+        } else {
+            cmd
+        };
         let child = cmd.spawn_logged(&log)?;
         let pid = child
             .id()
@@ -141,22 +169,18 @@ impl Supervisor {
             .and_then(|m| m.child.id())
     }
 
-    /// Runs until Ctrl+C or SIGTERM (what `cargo xtask local --stop` sends), reporting any
-    /// process that exits on its own, then stops everything.
-    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("listening for SIGTERM")?;
+    /// Runs until one of `signals` comes, reporting any process that exits on its own,
+    /// then stops everything.
+    pub async fn run_until_stopped(mut self, signals: &mut StopSignals) {
         let mut check = tokio::time::interval(Duration::from_millis(500));
-        loop {
+        let received = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = sigterm.recv() => break,
+                received = signals.received() => break received,
                 _ = check.tick() => self.report_exits(),
             }
-        }
-        eprintln!("stopping...");
+        };
+        tell(&format!("{received}: stopping..."));
         self.stop_all().await;
-        Ok(())
     }
 
     fn report_exits(&mut self) {
@@ -166,11 +190,11 @@ impl Supervisor {
             }
             if let Ok(Some(status)) = managed.child.try_wait() {
                 managed.exited = true;
-                eprintln!(
+                tell(&format!(
                     "warning: {} exited ({status}); see {}",
                     managed.name,
                     managed.log.display()
-                );
+                ));
             }
         }
     }
@@ -185,11 +209,11 @@ impl Supervisor {
                 .await
                 .is_err()
             {
-                eprintln!(
+                tell(&format!(
                     "{} did not stop within {} s; killing it",
                     managed.name,
                     STOP_TIMEOUT.as_secs()
-                );
+                ));
                 let _ = managed.child.kill().await;
             }
         }
@@ -218,6 +242,44 @@ impl Supervisor {
     }
 }
 
+/// The signals that stop a supervised group: Ctrl+C (SIGINT), `cargo xtask local --stop`
+/// (SIGTERM) and a closed terminal (SIGHUP). Listening starts when this is made, and a
+/// signal that comes before anyone waits is kept for the first [`StopSignals::received`].
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn listen() -> anyhow::Result<StopSignals> {
+        let on = |kind: SignalKind, name: &str| {
+            listen(kind).with_context(|| format!("listening for {name}"))
+        };
+        Ok(StopSignals {
+            interrupt: on(SignalKind::interrupt(), "SIGINT")?,
+            terminate: on(SignalKind::terminate(), "SIGTERM")?,
+            hangup: on(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// Waits for the next of them; its name.
+    pub async fn received(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// A line on stderr that never panics: after SIGHUP the terminal is gone, a write to it
+/// fails (EIO), and `eprintln!` would panic halfway through stopping the mesh.
+pub fn tell(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Asks a child to stop (SIGTERM), as Kubernetes would.
 pub fn terminate(child: &Child) {
     if let Some(pid) = child.id() {
@@ -225,52 +287,13 @@ pub fn terminate(child: &Child) {
     }
 }
 
-/// Sends `signal` to `pid`; a process that is already gone is not an error.
+/// Sends `signal` to `pid`; a process that is already gone is not an error. Only for a
+/// child this process has not reaped (its pid cannot be reused yet) or a pid checked by
+/// [`crate::identity::signal_recorded`].
 pub fn signal(pid: u32, signal: Signal) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = kill(Pid::from_raw(pid), signal);
     }
-}
-
-/// Whether `pid` is a running process. A zombie (exited, not yet reaped by its parent)
-/// is not: it holds no port and does no work.
-pub fn alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    kill(Pid::from_raw(raw), None).is_ok() && !zombie(pid)
-}
-
-fn zombie(pid: u32) -> bool {
-    // /proc/<pid>/stat: "pid (comm) STATE ..."; comm may contain spaces and parentheses.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-/// Guards against a recycled pid: on Linux the process's command line must mention
-/// `program`. (Elsewhere there is no /proc to ask, and the pid is trusted.)
-pub fn runs(pid: u32, program: &str) -> bool {
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains(program),
-        Err(_) => !cfg!(target_os = "linux"),
-    }
-}
-
-/// Waits up to `timeout` for `pid` to exit; whether it did.
-pub async fn exited_within(pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while alive(pid) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
 }
 
 /// The last lines of a log, for an error message.

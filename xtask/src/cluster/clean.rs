@@ -8,6 +8,7 @@ use super::{IMAGE_LABEL, Runner, lifecycle};
 use crate::{
     cmd::{Cmd, find_on_path},
     local::{self, CONTAINER_LABEL},
+    mesh::local::{RunLock, state_dir},
     workspace_root,
 };
 
@@ -76,11 +77,25 @@ impl CleanArgs {
         }
         for dir in GENERATED {
             let path = workspace_root().join(dir);
-            if path.exists() {
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))?;
-                eprintln!("removed {dir}");
+            if !path.exists() {
+                continue;
             }
+            // target/local holds the lock of a `cargo xtask local` that may be starting
+            // (building) now: removed only while no `local` holds it.
+            let _lock = if path == state_dir() {
+                match RunLock::try_take()? {
+                    Ok(lock) => Some(lock),
+                    Err(held) => {
+                        eprintln!("skipped {dir}: {held}");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))?;
+            eprintln!("removed {dir}");
         }
         Ok(())
     }

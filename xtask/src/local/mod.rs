@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use mock_service::{
     config::url_variable,
     endpoints,
@@ -19,9 +19,10 @@ use nix::sys::signal::Signal;
 
 use crate::{
     cmd::Cmd,
-    mesh::local::{LocalMesh, ServiceProcess, ToolProcess, log_file, state_dir},
+    identity::{ProcessIdentity, StaleNote, Standing, gone_within, signal_recorded, standing},
+    mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file, state_dir},
     ports::{self, admin_port, entry_service, service_ports},
-    supervisor::{Role, STOP_TIMEOUT, Supervisor, Wait, alive, exited_within, runs, signal},
+    supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, tell},
     target_dir, workspace_root,
 };
 pub use stack::{CONTAINER_LABEL, JaegerFrom, Tool, jaeger_command, jaeger_image};
@@ -44,10 +45,16 @@ PATH and a Docker engine answers. Spans are exported whenever a collector or Jae
 runs, or to --otlp-endpoint; otherwise they go nowhere (OTEL_TRACES_EXPORTER=none), but
 every request still has its trace id: the x-trace-id header, the logs' trace_id, and
 `cargo xtask logs --trace TRACE_ID`.
+Ctrl+C, a closed terminal (SIGHUP) and --stop all stop everything: SIGTERM, up to 15 s,
+then SIGKILL. One `cargo xtask local` at a time (the lock target/local/local.lock); a
+second one exits at once, touching nothing.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
-target/local/mesh.json.")]
+target/local/mesh.json, each process with its pid and identity (program and start time):
+--stop signals a pid only while it is still that process, and reports any other as
+stale, leaving it alone.")]
 pub struct LocalArgs {
-    /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal)
+    /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal); a
+    /// recorded pid that is now another program is left alone
     #[arg(long)]
     pub stop: bool,
 
@@ -83,13 +90,66 @@ impl LocalArgs {
         if self.stop {
             return stop().await;
         }
-        if let Some(mesh) = LocalMesh::running() {
-            bail!(
-                "a local mesh is already running (pid {}); stop it with `cargo xtask local --stop`",
-                mesh.supervisor_pid
-            );
-        }
+        // Before anything is read, built or written, and held to the end: a second
+        // `cargo xtask local` stops here, having touched nothing of this one.
+        let _lock = match RunLock::try_take()? {
+            Ok(lock) => lock,
+            Err(held) => bail!("{held}; stop it with `cargo xtask local --stop`"),
+        };
+        // Listening before the first child starts: they are out of the terminal's reach
+        // (`Supervisor::sole_receiver`), so this process must stop them on any of these.
+        let mut signals = StopSignals::listen()?;
+        let launch = self.plan()?;
+        let binary = build_service(self.release)?;
+        let state = state_dir();
+        std::fs::create_dir_all(state.join("logs"))
+            .with_context(|| format!("creating {}", state.join("logs").display()))?;
 
+        let mut supervisor = Supervisor::sole_receiver();
+        let mut mesh = LocalMesh {
+            supervisor_pid: std::process::id(),
+            supervisor_identity: ProcessIdentity::own(),
+            topology_file: launch.topology_file.clone(),
+            entry: entry_service(&launch.topology).to_owned(),
+            services: Vec::new(),
+            tools: Vec::new(),
+            stopped: false,
+        };
+        let mut waits = launch.spawn_services(&binary, &mut supervisor, &mut mesh)?;
+        waits.extend(launch.spawn_tools(&state, &mut supervisor, &mut mesh)?);
+        // Written before the wait, so that `--stop` finds every process even if this one
+        // is killed while they start.
+        mesh.write()?;
+
+        let ready = tokio::select! {
+            ready = supervisor.wait_ready(&waits, Duration::from_secs(30), Duration::from_millis(100)) => ready,
+            received = signals.received() => Err(anyhow!("{received} while starting: stopped")),
+        };
+        if let Err(error) = ready {
+            supervisor.stop_all().await;
+            remove_containers(&mesh);
+            mesh.mark_stopped();
+            return Err(error);
+        }
+        // A tool that could not start is not part of the mesh (nor of its URLs).
+        mesh.tools
+            .retain(|tool| supervisor.pid(&tool.name).is_some());
+        mesh.write()?;
+
+        println!("{}", urls(&mesh));
+        supervisor.run_until_stopped(&mut signals).await;
+        remove_containers(&mesh);
+        mesh.mark_stopped();
+        tell(&format!(
+            "stopped; logs are in {}",
+            state.join("logs").display()
+        ));
+        Ok(())
+    }
+
+    /// What to start: the topology, its ports (checked free), the tools found, where
+    /// spans go.
+    fn plan(&self) -> anyhow::Result<Launch> {
         let topology = match &self.topology {
             None => Topology::guide(),
             Some(path) => {
@@ -107,14 +167,7 @@ impl LocalArgs {
         ports::check_free(
             ports::service_listeners(&ports).chain(tools.iter().flat_map(stack::Tool::listeners)),
         )?;
-
-        let binary = build_service(self.release)?;
-        let state = state_dir();
-        std::fs::create_dir_all(state.join("logs"))
-            .with_context(|| format!("creating {}", state.join("logs").display()))?;
-        let mut supervisor = Supervisor::new();
-
-        let tracing_to = self
+        let spans_to = self
             .otlp_endpoint
             .clone()
             .or_else(|| stack::otlp_endpoint(&tools));
@@ -123,24 +176,43 @@ impl LocalArgs {
             .as_deref()
             .map(std::path::absolute)
             .transpose()?;
-        let mut mesh = LocalMesh {
-            supervisor_pid: std::process::id(),
-            topology_file: topology_file.clone(),
-            entry: entry_service(&topology).to_owned(),
-            services: Vec::new(),
-            tools: Vec::new(),
-            stopped: false,
-        };
+        Ok(Launch {
+            topology,
+            ports,
+            tools,
+            spans_to,
+            topology_file,
+        })
+    }
+}
+
+/// What one `cargo xtask local` starts.
+struct Launch {
+    topology: Topology,
+    ports: BTreeMap<String, u16>,
+    tools: Vec<Tool>,
+    spans_to: Option<String>,
+    topology_file: Option<PathBuf>,
+}
+
+impl Launch {
+    /// Starts every service, recording each in `mesh`; what to wait for.
+    fn spawn_services(
+        &self,
+        binary: &Path,
+        supervisor: &mut Supervisor,
+        mesh: &mut LocalMesh,
+    ) -> anyhow::Result<Vec<Wait>> {
         let mut waits = Vec::new();
-        for service in topology.services() {
-            let port = ports[&service.name];
+        for service in self.topology.services() {
+            let port = self.ports[&service.name];
             let cmd = service_command(
-                &binary,
+                binary,
                 service,
-                &ports,
+                &self.ports,
                 admin_port(port),
-                tracing_to.as_deref(),
-                topology_file.as_deref(),
+                self.spans_to.as_deref(),
+                self.topology_file.as_deref(),
             );
             let pid =
                 supervisor.spawn(&service.name, Role::Essential, cmd, log_file(&service.name))?;
@@ -149,6 +221,7 @@ impl LocalArgs {
                 port,
                 admin_port: admin_port(port),
                 pid,
+                identity: ProcessIdentity::of(pid),
             });
             waits.push(Wait {
                 name: service.name.clone(),
@@ -156,21 +229,31 @@ impl LocalArgs {
                 any_answer: false,
             });
         }
-        for tool in &tools {
-            let cmd = match tool.command(&state, &ports) {
+        Ok(waits)
+    }
+
+    /// Starts every tool that can be, recording each in `mesh`; what to wait for.
+    fn spawn_tools(
+        &self,
+        state: &Path,
+        supervisor: &mut Supervisor,
+        mesh: &mut LocalMesh,
+    ) -> anyhow::Result<Vec<Wait>> {
+        let mut waits = Vec::new();
+        for tool in &self.tools {
+            let cmd = match tool.command(state, &self.ports) {
                 Ok(cmd) => cmd,
                 Err(error) => {
                     eprintln!("warning: not starting {}: {error:#}", tool.name());
                     continue;
                 }
             };
-            let program = cmd.program_name();
             let pid = supervisor.spawn(tool.name(), Role::Optional, cmd, log_file(tool.name()))?;
             mesh.tools.push(ToolProcess {
                 name: tool.name().to_owned(),
                 url: tool.user_url().to_owned(),
-                program,
                 pid,
+                identity: ProcessIdentity::of(pid),
                 container: tool.container().map(str::to_owned),
             });
             let (url, any_answer) = tool.ready_probe();
@@ -180,71 +263,90 @@ impl LocalArgs {
                 any_answer,
             });
         }
-        // Written before the wait, so that `--stop` finds every process even if this one
-        // is killed while they start.
-        mesh.write()?;
-
-        let ready = supervisor
-            .wait_ready(&waits, Duration::from_secs(30), Duration::from_millis(100))
-            .await;
-        if ready.is_err() {
-            remove_containers(&mesh);
-            mesh.mark_stopped();
-        }
-        ready?;
-        // A tool that could not start is not part of the mesh (nor of its URLs).
-        mesh.tools
-            .retain(|tool| supervisor.pid(&tool.name).is_some());
-        mesh.write()?;
-
-        println!("{}", urls(&mesh));
-        let stopped = supervisor.run_until_stopped().await;
-        remove_containers(&mesh);
-        mesh.mark_stopped();
-        eprintln!("stopped; logs are in {}", state.join("logs").display());
-        stopped
+        Ok(waits)
     }
 }
 
 /// `cargo xtask local --stop`: asks the supervisor to stop everything; if it is gone
-/// (killed), stops the processes and containers it recorded. Nothing to stop is fine.
+/// (killed), stops the processes and containers it recorded. A recorded pid is signalled
+/// only while it is still the process recorded (its program and start time); one that
+/// is now another's is reported stale and left alone. Nothing to stop is fine. It needs
+/// no lock: the running `cargo xtask local` holds it.
 pub async fn stop() -> anyhow::Result<()> {
-    let Some(mut mesh) = LocalMesh::recorded().filter(|mesh| !mesh.stopped) else {
+    let Some(mesh) = LocalMesh::recorded().filter(|mesh| !mesh.stopped) else {
         eprintln!("no local mesh is running");
         return Ok(());
     };
-    let supervisor = mesh.supervisor_pid;
-    if alive(supervisor) && runs(supervisor, "xtask") {
-        eprintln!("stopping the local mesh (supervisor pid {supervisor})...");
-        signal(supervisor, Signal::SIGTERM);
-        if !exited_within(supervisor, STOP_TIMEOUT + Duration::from_secs(5)).await {
-            bail!(
-                "the supervisor (pid {supervisor}) did not stop; kill it with `kill {supervisor}`"
+    let pid = mesh.supervisor_pid;
+    let identity = mesh.supervisor_identity.as_ref();
+    match standing(pid, identity) {
+        Standing::Recorded => {
+            eprintln!("stopping the local mesh (supervisor pid {pid})...");
+            signal_recorded(pid, identity, Signal::SIGTERM);
+            if !gone_within(pid, identity, STOP_TIMEOUT + Duration::from_secs(5)).await {
+                bail!("the supervisor (pid {pid}) did not stop; kill it with `kill {pid}`");
+            }
+            eprintln!("stopped");
+            return Ok(());
+        }
+        Standing::Stale(reason) => {
+            let name = "the supervisor";
+            eprintln!(
+                "{}",
+                StaleNote {
+                    name,
+                    pid,
+                    reason: &reason
+                }
             );
         }
-        eprintln!("stopped");
-        return Ok(());
+        Standing::Gone => {}
     }
+    stop_leftovers().await
+}
 
+/// The supervisor is gone: stops, itself, what the record says it started. Under the
+/// lock (every running `cargo xtask local` holds it), so that no new one rewrites the
+/// record meanwhile.
+async fn stop_leftovers() -> anyhow::Result<()> {
+    let _lock = match RunLock::try_take()? {
+        Ok(lock) => lock,
+        Err(held) => bail!(
+            "{held}, and has not recorded itself yet; try `cargo xtask local --stop` again in a moment"
+        ),
+    };
+    let Some(mut mesh) = LocalMesh::recorded().filter(|mesh| !mesh.stopped) else {
+        return Ok(());
+    };
     let recorded = mesh
         .services
         .iter()
-        .map(|s| (s.name.as_str(), s.pid, "mock-service"))
+        .map(|s| (s.name.as_str(), s.pid, s.identity.as_ref()))
         .chain(
             mesh.tools
                 .iter()
-                .map(|t| (t.name.as_str(), t.pid, t.program.as_str())),
+                .map(|t| (t.name.as_str(), t.pid, t.identity.as_ref())),
         );
-    let stopping: Vec<(&str, u32)> = recorded
-        .filter(|(_, pid, program)| alive(*pid) && runs(*pid, program))
-        .map(|(name, pid, _)| {
-            signal(pid, Signal::SIGTERM);
-            (name, pid)
-        })
-        .collect();
-    for (name, pid) in stopping {
-        if !exited_within(pid, STOP_TIMEOUT).await {
-            signal(pid, Signal::SIGKILL);
+    let mut stopping = Vec::new();
+    for (name, pid, identity) in recorded {
+        match signal_recorded(pid, identity, Signal::SIGTERM) {
+            Standing::Recorded => stopping.push((name, pid, identity)),
+            Standing::Stale(reason) => {
+                eprintln!(
+                    "{}",
+                    StaleNote {
+                        name,
+                        pid,
+                        reason: &reason
+                    }
+                );
+            }
+            Standing::Gone => {}
+        }
+    }
+    for (name, pid, identity) in stopping {
+        if !gone_within(pid, identity, STOP_TIMEOUT).await {
+            signal_recorded(pid, identity, Signal::SIGKILL);
         }
         eprintln!("stopped {name} (pid {pid})");
     }

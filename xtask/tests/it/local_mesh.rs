@@ -510,18 +510,23 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
         mesh.tools.iter().any(|tool| tool.name == "prometheus"),
         "{mesh:?}"
     );
-    let pids: Vec<u32> = mesh
+    let processes: Vec<(u32, Option<xtask::identity::ProcessIdentity>)> = mesh
         .services
         .iter()
-        .map(|s| s.pid)
-        .chain(mesh.tools.iter().map(|t| t.pid))
+        .map(|s| (s.pid, s.identity.clone()))
+        .chain(mesh.tools.iter().map(|t| (t.pid, t.identity.clone())))
         .collect();
 
     stop_local(local);
 
-    for pid in pids {
+    for (pid, identity) in processes {
         assert!(
-            !xtask::supervisor::alive(pid),
+            identity.is_some(),
+            "pid {pid} recorded without its identity"
+        );
+        assert_eq!(
+            xtask::identity::standing(pid, identity.as_ref()),
+            xtask::identity::Standing::Gone,
             "process {pid} outlived `cargo xtask local --stop`"
         );
     }

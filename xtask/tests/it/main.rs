@@ -13,6 +13,7 @@ mod image;
 mod kubectl;
 mod local_mesh;
 mod local_ports;
+mod local_record;
 mod local_topology;
 mod manifests;
 mod nix_flake;

@@ -164,6 +164,28 @@ pub fn stop_local(mut run: LocalRun) {
     assert!(status.success(), "xtask local: {status}");
 }
 
+impl LocalRun {
+    /// The `cargo xtask local` process's pid.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    /// Waits up to `timeout` for it to exit by itself; how it ended, or `None` (it is
+    /// then stopped when dropped).
+    pub fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            let local = self.0.as_mut().expect("running");
+            if let Some(status) = local.try_wait().expect("try_wait") {
+                self.0 = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
 impl Drop for LocalRun {
     fn drop(&mut self) {
         if let Some(mut local) = self.0.take() {
