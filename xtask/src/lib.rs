@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod cmd;
+pub mod codegen;
 pub mod dashboards;
 pub mod identity;
 pub mod local;
@@ -82,6 +83,9 @@ pub enum Command {
     Up(cluster::up::UpArgs),
     /// Delete the cluster, the images xtask built and the generated state
     Clean(cluster::clean::CleanArgs),
+    /// Write the cluster's per-service manifests, NetworkPolicies and Tilt's service list
+    /// from the topology (--check: only compare)
+    Codegen(codegen::CodegenArgs),
     /// Measure throughput, telemetry cost, memory, start-up and the load generator
     /// against peers, in one run; write docs/benchmarks.md
     Bench(bench::BenchArgs),
@@ -106,6 +110,7 @@ impl Command {
             Command::Deploy(args) => args.run(),
             Command::Up(args) => args.run().await,
             Command::Clean(args) => args.run().await,
+            Command::Codegen(args) => args.run(),
             Command::Bench(args) => args.run().await,
             Command::BenchServer(args) => args.run().await,
         }

@@ -76,6 +76,9 @@ pub struct Topology {
 #[derive(Clone, Debug)]
 pub struct Service {
     pub name: String,
+    /// How many pods its Deployment runs in the cluster (`replicas:`, default 1); the
+    /// local mesh runs one process per service whatever it says.
+    pub replicas: u32,
     data: RoutePlan,
     action: RoutePlan,
 }
@@ -180,6 +183,9 @@ impl Service {
     }
 }
 
+/// The most pods a service may ask for: the demo runs on a small kind cluster.
+pub const MAX_REPLICAS: u32 = 10;
+
 // The file as written, with the position of everything an error may need to point at.
 
 #[derive(Deserialize)]
@@ -191,6 +197,8 @@ struct RawTopology {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawService {
+    #[serde(default)]
+    replicas: Option<Spanned<u32>>,
     #[serde(default)]
     routes: HashMap<Spanned<String>, RawRoute>,
 }
@@ -274,6 +282,7 @@ impl Validator<'_> {
         }
         let mut service = Service {
             name: name.as_str().to_owned(),
+            replicas: self.replicas(name, raw.replicas.as_ref())?,
             data: RoutePlan::default(),
             action: RoutePlan::default(),
         };
@@ -298,6 +307,27 @@ impl Validator<'_> {
             service.action.event = Some("action".to_owned());
         }
         Ok(service)
+    }
+
+    fn replicas(
+        &self,
+        name: &Spanned<String>,
+        replicas: Option<&Spanned<u32>>,
+    ) -> Result<u32, TopologyError> {
+        match replicas {
+            None => Ok(1),
+            Some(count) if (1..=MAX_REPLICAS).contains(&**count) => Ok(**count),
+            Some(count) => Err(self.error(
+                line_of(count),
+                format!(
+                    "`replicas` of {} is {}, not between 1 and {MAX_REPLICAS}",
+                    name.as_str(),
+                    **count
+                ),
+                "write how many pods its Deployment runs, e.g. `replicas: 2`, or remove the \
+                 key for one",
+            )),
+        }
     }
 
     fn route(
@@ -546,6 +576,39 @@ mod tests {
         }
         let gateway = topology.service("gateway-service").expect("exists");
         assert_eq!(gateway.plan(Action).event.as_deref(), Some("action"));
+        // Two pods each in the cluster, but the last of the chain: 13 in all.
+        let replicas: Vec<(&str, u32)> = topology
+            .services()
+            .map(|service| (service.name.as_str(), service.replicas))
+            .collect();
+        assert_eq!(
+            replicas,
+            [
+                ("gateway-service", 2),
+                ("order-service", 2),
+                ("user-service", 2),
+                ("product-service", 2),
+                ("inventory-service", 2),
+                ("payment-service", 2),
+                ("notification-service", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn replicas_default_to_one_and_must_be_a_small_positive_count() {
+        let topology = Topology::parse("t.yaml", "services:\n  a: {}\n  b:\n    replicas: 3\n")
+            .expect("valid");
+        assert_eq!(topology.service("a").expect("a").replicas, 1);
+        assert_eq!(topology.service("b").expect("b").replicas, 3);
+        for bad in ["0", "11"] {
+            let error = parse_error(&format!("services:\n  a:\n    replicas: {bad}\n"));
+            assert_eq!(error.line, Some(3), "{bad}: {error}");
+            assert!(error.problem.contains("`replicas` of a"), "{error}");
+            assert!(error.fix.contains("replicas: 2"), "{error}");
+        }
+        let negative = parse_error("services:\n  a:\n    replicas: -1\n");
+        assert_eq!(negative.line, Some(3), "{negative}");
     }
 
     fn parse_error(yaml: &str) -> TopologyError {

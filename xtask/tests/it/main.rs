@@ -7,6 +7,7 @@ mod bench;
 mod clean;
 mod cli;
 mod cluster_plans;
+mod codegen;
 mod docs;
 mod grafana;
 mod image;

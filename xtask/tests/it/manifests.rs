@@ -25,7 +25,7 @@ use serde_json::Value;
 use xtask::workspace_root;
 
 const LOAD_RESTRICTOR: &str = "--load-restrictor=LoadRestrictionsNone";
-const KUBERNETES_VERSION: &str = "1.32.0";
+pub const KUBERNETES_VERSION: &str = "1.32.0";
 const VALIDATORS_HINT: &str = "python3 -m venv target/tools-venv && \
      target/tools-venv/bin/pip install kubernetes-validate==1.37.0 checkov==3.3.30";
 const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "observability-playground");
@@ -1153,7 +1153,7 @@ fn alertmanager_targets(config: &Value, own_namespace: &str) -> Vec<(String, Str
 /// traffic the demo needs gets through, and nothing else. A pod's address may be any
 /// of kind's pod subnet; "outside" is any address beyond it (the host's requests reach
 /// a NodePort's pod from a node's address, after kube-proxy's SNAT).
-fn check_network_policies(r: &Rendering, topology: &Topology) {
+pub fn check_network_policies(r: &Rendering, topology: &Topology) {
     let pods = r.pods();
     let pod = |deployment: &str| {
         pods.iter()
@@ -1381,8 +1381,8 @@ pub struct Rendering {
 }
 
 /// A Deployment's pods, as network policies see them.
-struct Pod<'a> {
-    deployment: String,
+pub struct Pod<'a> {
+    pub deployment: String,
     namespace: String,
     labels: BTreeMap<String, String>,
     template: &'a Value,
@@ -1407,7 +1407,7 @@ impl Pod<'_> {
 }
 
 impl Rendering {
-    fn file_name(&self) -> String {
+    pub fn file_name(&self) -> String {
         format!("{}.yaml", self.name.replace('/', "-"))
     }
 
@@ -1518,7 +1518,7 @@ impl Rendering {
             && mount.get("readOnly") != Some(&Value::Bool(true))
     }
 
-    fn pods(&self) -> Vec<Pod<'_>> {
+    pub fn pods(&self) -> Vec<Pod<'_>> {
         self.all("Deployment")
             .map(|d| Pod {
                 deployment: name(d).to_owned(),
@@ -1566,13 +1566,13 @@ impl Rendering {
     /// Whether a connection from `from` (`None`: outside the pod network) to `to`'s
     /// container port `port` is allowed from every address `from` may have: what a
     /// needed path must be.
-    fn ingress_allowed(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
+    pub fn ingress_allowed(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
         self.ingress_allowed_by(from, to, port, Reach::Every, |_| true)
     }
 
     /// Whether it is allowed from at least one address `from` may have: what a refused
     /// path must not be.
-    fn ingress_possible(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
+    pub fn ingress_possible(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
         self.ingress_allowed_by(from, to, port, Reach::Some, |_| true)
     }
 
@@ -1750,7 +1750,7 @@ pub fn renderings() -> Option<&'static [Rendering]> {
     Some(renderings)
 }
 
-fn render(kubectl: &Path, manifests: &Path, dir: &Path) -> Rendering {
+pub fn render(kubectl: &Path, manifests: &Path, dir: &Path) -> Rendering {
     // Without a kubeconfig kubectl would talk to localhost:8080; kustomize needs none.
     let no_kubeconfig = std::env::temp_dir()
         .join(format!("xtask-manifests-{}-none", std::process::id()))
@@ -1784,8 +1784,14 @@ fn render(kubectl: &Path, manifests: &Path, dir: &Path) -> Rendering {
     Rendering { name, yaml, docs }
 }
 
-/// manifests/base and every overlay: each directory with a kustomization.yaml.
+/// manifests/base and every overlay: each directory with a kustomization.yaml that no
+/// other one includes (base/services, generated, is part of the base's rendering).
 fn kustomization_dirs() -> Vec<PathBuf> {
+    kustomization_dirs_under(&workspace_root().join("manifests"))
+}
+
+/// [`kustomization_dirs`] of the checkout whose manifests/ is `manifests`.
+fn kustomization_dirs_under(manifests: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
         if dir.join("kustomization.yaml").is_file() {
             found.push(dir.to_path_buf());
@@ -1796,9 +1802,25 @@ fn kustomization_dirs() -> Vec<PathBuf> {
             }
         }
     }
-    let manifests = workspace_root().join("manifests");
     let mut found = Vec::new();
-    walk(&manifests, &mut found);
+    walk(manifests, &mut found);
+    // A kustomization in a subdirectory of another that lists it as a resource is a part
+    // of that one (base/services of the base), not a rendering of its own; an overlay's
+    // `../../base` is not in its directory.
+    let parts: BTreeSet<PathBuf> = found
+        .iter()
+        .flat_map(|dir| {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            let text = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap_or_default();
+            let kustomization: Value = serde_yaml_ng::from_str(&text).unwrap_or(Value::Null);
+            array(&kustomization, "/resources")
+                .iter()
+                .filter_map(|resource| dir.join(resource.as_str()?).canonicalize().ok())
+                .filter(|resource| resource.starts_with(&dir) && *resource != dir)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    found.retain(|dir| dir.canonicalize().map_or(true, |dir| !parts.contains(&dir)));
     found.sort();
     for expected in ["base", "overlays/kind"] {
         assert!(
@@ -1809,7 +1831,7 @@ fn kustomization_dirs() -> Vec<PathBuf> {
     found
 }
 
-fn write_renderings(tool: &str, renderings: &[Rendering]) -> TempDir {
+pub fn write_renderings(tool: &str, renderings: &[Rendering]) -> TempDir {
     let dir = TempDir::new(&format!("manifests-{tool}"));
     for rendering in renderings {
         std::fs::write(dir.join(rendering.file_name()), &rendering.yaml).expect("write rendering");
@@ -1871,11 +1893,11 @@ impl Problems {
     }
 }
 
-fn validator(program: &str) -> Option<PathBuf> {
+pub fn validator(program: &str) -> Option<PathBuf> {
     crate::support::require(program, VALIDATORS_HINT)
 }
 
-fn combined(output: &std::process::Output) -> String {
+pub fn combined(output: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -617,33 +617,45 @@ fn every_service_container_runs_as_its_deployment_declares() {
     // The containers take the Deployments' fixed ports on this machine's network.
     let _ports = crate::support::serial();
     for deployment in service_deployments(rendering) {
-        let dir = TempDir::new(&format!("containers-{}", name(deployment)));
-        let run = pod_run(rendering, deployment, &dir);
-        // What this proves depends on these being translated: a Deployment that stops
-        // declaring them fails manifests.rs, and one that declares them is run with them.
-        for option in [
-            "--read-only",
-            "no-new-privileges",
-            "--user",
-            "--cap-drop",
-            "--mount",
-        ] {
-            assert!(
-                run.options.iter().any(|o| o == option),
-                "{}: {option} is missing from {:?}",
-                run.deployment,
-                run.options
-            );
-        }
-        assert!(
-            run.probes.iter().any(|p| p.kind == "readinessProbe")
-                && run.probes.iter().any(|p| p.kind == "livenessProbe"),
-            "{}: {:?}",
-            run.deployment,
-            run.probes
-        );
-        run_and_probe(&run, image, &dir, &runtime);
+        run_as_declared(rendering, deployment, image, &runtime);
     }
+}
+
+/// Runs one service Deployment's container from `image` as the kubelet would and probes
+/// it (see the module's documentation). Hold [`crate::support::serial`]: it takes the
+/// Deployment's fixed ports.
+pub fn run_as_declared(
+    rendering: &Rendering,
+    deployment: &Value,
+    image: &str,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let dir = TempDir::new(&format!("containers-{}", name(deployment)));
+    let run = pod_run(rendering, deployment, &dir);
+    // What this proves depends on these being translated: a Deployment that stops
+    // declaring them fails manifests.rs, and one that declares them is run with them.
+    for option in [
+        "--read-only",
+        "no-new-privileges",
+        "--user",
+        "--cap-drop",
+        "--mount",
+    ] {
+        assert!(
+            run.options.iter().any(|o| o == option),
+            "{}: {option} is missing from {:?}",
+            run.deployment,
+            run.options
+        );
+    }
+    assert!(
+        run.probes.iter().any(|p| p.kind == "readinessProbe")
+            && run.probes.iter().any(|p| p.kind == "livenessProbe"),
+        "{}: {:?}",
+        run.deployment,
+        run.probes
+    );
+    run_and_probe(&run, image, &dir, runtime);
 }
 
 /// The translation of what the services' Deployments do not use today (a fieldRef, a

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Map, Value as Json};
@@ -19,15 +19,16 @@ use starlark::values::none::NoneType;
 use starlark::values::structs::AllocStruct;
 use starlark::values::{Heap, Value};
 
-const SERVICES: [&str; 7] = [
-    "gateway-service",
-    "order-service",
-    "user-service",
-    "product-service",
-    "inventory-service",
-    "payment-service",
-    "notification-service",
-];
+/// The services the Tiltfile must make resources of: the built-in topology's, which
+/// `cargo xtask codegen` writes to manifests/services.json for it.
+fn services() -> Vec<String> {
+    mock_service::topology::Topology::guide()
+        .service_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
 const OBSERVABILITY: [&str; 5] = [
     "prometheus",
     "alertmanager",
@@ -57,6 +58,9 @@ thread_local! {
     /// What `k8s_context()` answers during the evaluation on this thread: the current
     /// kubectl context, or the one `tilt up --context NAME` names.
     static K8S_CONTEXT: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The directory of the Tiltfile evaluated on this thread: Tilt reads the files a
+    /// Tiltfile names relative to it.
+    static TILTFILE_DIR: RefCell<PathBuf> = const { RefCell::new(PathBuf::new()) };
 }
 
 /// The project's kind cluster, the only context the Tiltfile accepts.
@@ -309,6 +313,32 @@ fn tilt_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
+    /// `read_json(path, default=None)`: the file at `path` (relative to the Tiltfile's
+    /// directory) parsed as JSON; `default` when it does not exist and one is given. Tilt
+    /// also watches the file, re-running the Tiltfile when it changes.
+    fn read_json<'v>(
+        path: Value<'v>,
+        default: Option<Value<'v>>,
+        heap: Heap<'v>,
+    ) -> anyhow::Result<Value<'v>> {
+        record(
+            "read_json",
+            &[("path", Ty::Str, Some(path)), ("default", Ty::Any, default)],
+        )?;
+        let relative = path.unpack_str().unwrap_or_default();
+        let file = TILTFILE_DIR.with_borrow(|dir| dir.join(relative));
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(_) if default.is_some_and(|d| !d.is_none()) => {
+                return Ok(default.unwrap_or_else(Value::new_none));
+            }
+            Err(e) => anyhow::bail!("read_json: {}: {e}", file.display()),
+        };
+        let json: Json = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("read_json: {}: {e}", file.display()))?;
+        Ok(heap.alloc(&json))
+    }
+
     fn watch_file<'v>(file_path: Value<'v>) -> anyhow::Result<NoneType> {
         record("watch_file", &[("file_path", Ty::Str, Some(file_path))])?;
         Ok(NoneType)
@@ -382,6 +412,11 @@ fn tilt_constants(builder: &mut GlobalsBuilder) {
 /// Evaluates Tiltfile text as Tilt would (top-level `for`/`if` allowed), with `context`
 /// as the Kubernetes context: the builtin calls it made (up to an error), and the error.
 fn evaluate_in(context: &str, text: &str) -> (Vec<Call>, Result<(), String>) {
+    evaluate_at(&xtask::workspace_root(), context, text)
+}
+
+/// [`evaluate_in`] for a Tiltfile in `dir`, whose files it reads.
+fn evaluate_at(dir: &Path, context: &str, text: &str) -> (Vec<Call>, Result<(), String>) {
     let dialect = Dialect {
         enable_top_level_stmt: true,
         ..Dialect::Standard
@@ -396,6 +431,7 @@ fn evaluate_in(context: &str, text: &str) -> (Vec<Call>, Result<(), String>) {
         .build();
     RECORDED.with_borrow_mut(Vec::clear);
     K8S_CONTEXT.set(context.to_owned());
+    TILTFILE_DIR.set(dir.to_path_buf());
     let result = Module::with_temp_heap(|module| {
         let mut eval = Evaluator::new(&module);
         eval.eval_module(ast, &globals)
@@ -416,7 +452,11 @@ fn evaluate(text: &str) -> Result<Vec<Call>, String> {
 // ---------------------------------------------------------------------------------------
 
 fn tiltfile_text() -> String {
-    let path = xtask::workspace_root().join("Tiltfile");
+    tiltfile_text_at(&xtask::workspace_root())
+}
+
+fn tiltfile_text_at(root: &Path) -> String {
+    let path = root.join("Tiltfile");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -425,9 +465,14 @@ struct Plan(Vec<Call>);
 
 impl Plan {
     fn load() -> Self {
-        match evaluate(&tiltfile_text()) {
-            Ok(calls) => Self(calls),
-            Err(e) => panic!("the Tiltfile does not evaluate:\n{e}"),
+        Self::load_at(&xtask::workspace_root())
+    }
+
+    /// The calls of the Tiltfile of the checkout at `root`.
+    fn load_at(root: &Path) -> Self {
+        match evaluate_at(root, CONTEXT, &tiltfile_text_at(root)) {
+            (calls, Ok(())) => Self(calls),
+            (_, Err(e)) => panic!("the Tiltfile does not evaluate:\n{e}"),
         }
     }
 
@@ -645,7 +690,7 @@ fn the_manifests_are_the_kind_overlay_with_the_relaxed_load_restrictor() {
 #[test]
 fn every_workload_is_a_labelled_resource() {
     let plan = Plan::load();
-    for service in SERVICES {
+    for service in &services() {
         let resource = plan.k8s_resource(service);
         assert_eq!(strings(resource, "labels"), ["services"], "{service}");
         assert!(
@@ -666,10 +711,9 @@ fn every_workload_is_a_labelled_resource() {
         .into_iter()
         .map(|a| str_of(a, "workload"))
         .collect();
-    let expected: BTreeSet<_> = SERVICES
-        .iter()
-        .chain(&OBSERVABILITY)
-        .map(|s| (*s).to_owned())
+    let expected: BTreeSet<_> = services()
+        .into_iter()
+        .chain(OBSERVABILITY.map(str::to_owned))
         .collect();
     assert_eq!(named, expected);
 }
@@ -751,9 +795,9 @@ fn resource_dependencies_name_resources_and_manual_ones_stay_manual() {
             Some(&Json::Bool(false)),
             "{name}"
         );
-        for service in SERVICES {
+        for service in services() {
             assert!(
-                strings(resource, "resource_deps").contains(&service.to_owned()),
+                strings(resource, "resource_deps").contains(&service),
                 "{name} does not wait for {service}"
             );
         }
@@ -819,7 +863,7 @@ fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic(
         assert!(is_manual(button), "{name} should be TRIGGER_MODE_MANUAL");
         assert_eq!(button.get("auto_init"), Some(&Json::Bool(false)), "{name}");
         assert_eq!(strings(button, "labels"), smoke_labels, "{name}");
-        assert_eq!(strings(button, "resource_deps"), SERVICES, "{name}");
+        assert_eq!(strings(button, "resource_deps"), services(), "{name}");
     }
     // The check itself can fail: a misspelt scenario is no xtask command line.
     assert!(parses_as_xtask("cargo xtask scenario spikes --cluster").is_err());
@@ -845,6 +889,31 @@ fn evaluation_error(text: &str) -> String {
         Ok(calls) => panic!("evaluation should fail, but it made {} calls", calls.len()),
         Err(e) => e,
     }
+}
+
+/// The services come from the file codegen writes, read as Tilt's `read_json` reads it:
+/// relative to the Tiltfile, an error when missing unless a default is given.
+#[test]
+fn the_services_are_read_from_the_generated_list() {
+    let plan = Plan::load();
+    let read: Vec<String> = plan
+        .calls("read_json")
+        .into_iter()
+        .map(|a| str_of(a, "path"))
+        .collect();
+    assert_eq!(read, [xtask::codegen::TILT_SERVICES]);
+    assert!(
+        !tiltfile_text().contains("'notification-service'"),
+        "the Tiltfile lists services by hand again"
+    );
+    let missing = evaluation_error("read_json('no-such.json')");
+    assert!(missing.contains("no-such.json"), "{missing}");
+    let calls = evaluate("x = read_json('no-such.json', default=[])\nwatch_file(str(len(x)))")
+        .expect("a default stands in for a missing file");
+    assert_eq!(
+        calls.last().map(|c| c.args["file_path"].clone()),
+        Some(Json::from("0"))
+    );
 }
 
 #[test]
@@ -888,16 +957,16 @@ fn a_trigger_mode_must_be_a_tilt_constant() {
 /// them (`kubectl kustomize` with the Tiltfile's flags).
 fn rendered_workloads(
     kubectl: &Path,
+    root: &Path,
     dir: &str,
     flags: &[String],
 ) -> Vec<(String, String, Vec<String>)> {
-    let root = xtask::workspace_root();
     let kubeconfig = std::env::temp_dir().join("tiltfile-test-no-kubeconfig");
     let output = Command::new(kubectl)
         .arg("kustomize")
         .args(flags)
         .arg(root.join(dir))
-        .current_dir(&root)
+        .current_dir(root)
         // Rendering needs no cluster; never let kubectl find a real one.
         .env("KUBECONFIG", &kubeconfig)
         .output()
@@ -946,7 +1015,23 @@ fn rendered_workloads(
 
 #[test]
 fn every_k8s_resource_is_a_workload_of_the_overlay_and_the_services_run_the_built_image() {
-    let plan = Plan::load();
+    let services = services();
+    let Some(resources) = k8s_resources_are_the_workloads(&xtask::workspace_root(), &services)
+    else {
+        return;
+    };
+    assert!(resources.is_superset(&services.into_iter().collect()));
+}
+
+/// The Tiltfile of the checkout at `root`, evaluated there and checked against the
+/// overlay it deploys (rendered as Tilt renders it): its k8s_resource() calls are
+/// exactly the overlay's workloads, and exactly `services` run the image it builds. The
+/// resources' names, or `None` (after SKIPPED) without kubectl.
+pub fn k8s_resources_are_the_workloads(
+    root: &Path,
+    services: &[String],
+) -> Option<BTreeSet<String>> {
+    let plan = Plan::load_at(root);
     let yaml = &plan.only_call("k8s_yaml")["yaml"];
     let dir = yaml["kustomize"].as_str().expect("kustomize directory");
     let flags: Vec<String> = yaml["flags"]
@@ -956,14 +1041,11 @@ fn every_k8s_resource_is_a_workload_of_the_overlay_and_the_services_run_the_buil
         .filter_map(|f| f.as_str().map(str::to_owned))
         .collect();
     assert!(
-        xtask::workspace_root().join(dir).is_dir(),
+        root.join(dir).is_dir(),
         "{dir}, which the Tiltfile deploys, does not exist"
     );
-    let Some(kubectl) = crate::support::require("kubectl", "kubectl 1.32 or later, or nix develop")
-    else {
-        return;
-    };
-    let workloads = rendered_workloads(&kubectl, dir, &flags);
+    let kubectl = crate::support::require("kubectl", "kubectl 1.32 or later, or nix develop")?;
+    let workloads = rendered_workloads(&kubectl, root, dir, &flags);
     let workload_names: BTreeSet<_> = workloads.iter().map(|(_, name, _)| name.clone()).collect();
     let resources: BTreeSet<_> = plan
         .calls("k8s_resource")
@@ -983,10 +1065,11 @@ fn every_k8s_resource_is_a_workload_of_the_overlay_and_the_services_run_the_buil
             .any(|i| i.split([':', '@']).next() == Some(image_ref.as_str()));
         assert_eq!(
             built,
-            SERVICES.contains(&name.as_str()),
-            "{kind} {name} runs {images:?}: only the seven services run {image_ref}"
+            services.contains(name),
+            "{kind} {name} runs {images:?}: only the services {services:?} run {image_ref}"
         );
     }
+    Some(resources)
 }
 
 /// Every button of the Tiltfile (a manual `local_resource`): its name and `cmd`, for the
