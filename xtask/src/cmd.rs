@@ -72,7 +72,7 @@ impl Cmd {
     /// Runs to completion, its output shown on stderr (xtask's stdout carries only
     /// results, e.g. the image reference); a non-zero exit is an error.
     pub fn run(self) -> anyhow::Result<()> {
-        eprintln!("$ {self}");
+        crate::supervisor::tell(&format!("$ {self}"));
         let status = self
             .command()
             .stdout(std::io::stderr())
@@ -83,7 +83,7 @@ impl Cmd {
 
     /// Runs to completion and returns its stdout, trimmed; a non-zero exit is an error.
     pub fn read(self) -> anyhow::Result<String> {
-        eprintln!("$ {self}");
+        crate::supervisor::tell(&format!("$ {self}"));
         let output = self
             .command()
             .stderr(Stdio::inherit())
@@ -123,7 +123,7 @@ impl Cmd {
     /// Like [`Cmd::run`], but cancellable: dropping the future (Ctrl+C in a `select!`)
     /// kills the program.
     pub async fn run_async(self) -> anyhow::Result<()> {
-        eprintln!("$ {self}");
+        crate::supervisor::tell(&format!("$ {self}"));
         let mut command = tokio::process::Command::from(self.command());
         command
             .stdin(Stdio::null())
@@ -153,7 +153,7 @@ impl Cmd {
     }
 
     fn spawn_with(self, stderr: Stdio) -> anyhow::Result<tokio::process::Child> {
-        eprintln!("$ {self}");
+        crate::supervisor::tell(&format!("$ {self}"));
         let mut command = tokio::process::Command::from(self.command());
         command
             .stdin(Stdio::null())
@@ -166,7 +166,7 @@ impl Cmd {
     /// Starts it in the background with stdout and stderr written to `log` (replaced), and
     /// killed if the returned handle is dropped.
     pub fn spawn_logged(self, log: &Path) -> anyhow::Result<tokio::process::Child> {
-        eprintln!("$ {self}  > {}", log.display());
+        crate::supervisor::tell(&format!("$ {self}  > {}", log.display()));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)

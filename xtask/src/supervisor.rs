@@ -122,7 +122,7 @@ impl Supervisor {
                         log.display()
                     );
                     if self.role_of(&wait.name) == Role::Optional {
-                        eprintln!("warning: {message}; going on without it");
+                        tell(&format!("warning: {message}; going on without it"));
                         continue;
                     }
                     self.stop_all().await;
@@ -142,11 +142,11 @@ impl Supervisor {
                     .iter()
                     .all(|w| self.role_of(&w.name) == Role::Optional)
                 {
-                    eprintln!(
+                    tell(&format!(
                         "warning: {} not ready after {} s; going on (logs in {logs})",
                         names.join(", "),
                         timeout.as_secs()
-                    );
+                    ));
                     break;
                 }
                 self.stop_all().await;
@@ -278,6 +278,15 @@ impl StopSignals {
 pub fn tell(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// [`tell`] for stdout (results, like the mesh's URLs). A terminal closed while they are
+/// being written (the reader saw the first line and hung up) fails the rest of the write;
+/// `println!` would panic there, and the supervisor would die before stopping the mesh,
+/// its record left saying "running".
+pub fn show(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 /// Asks a child to stop (SIGTERM), as Kubernetes would.

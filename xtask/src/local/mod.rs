@@ -22,7 +22,7 @@ use crate::{
     identity::{ProcessIdentity, StaleNote, Standing, gone_within, signal_recorded, standing},
     mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file, state_dir},
     ports::{self, admin_port, entry_service, service_ports},
-    supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, tell},
+    supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, show, tell},
     target_dir, workspace_root,
 };
 pub use stack::{CONTAINER_LABEL, JaegerFrom, Tool, jaeger_command, jaeger_image};
@@ -136,7 +136,7 @@ impl LocalArgs {
             .retain(|tool| supervisor.pid(&tool.name).is_some());
         mesh.write()?;
 
-        println!("{}", urls(&mesh));
+        show(&urls(&mesh));
         supervisor.run_until_stopped(&mut signals).await;
         remove_containers(&mesh);
         mesh.mark_stopped();
