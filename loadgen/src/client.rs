@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
+use contract::TRACE_ID_HEADER;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::client::conn::http1::SendRequest;
@@ -15,9 +16,6 @@ use crate::{endpoint::Endpoint, target::Target};
 /// A request that has not answered after this long counts as a failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The answer header that names a request's trace (the services' telemetry sets it).
-pub use telemetry::TRACE_ID_HEADER;
 
 /// Why a request got no HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

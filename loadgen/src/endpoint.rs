@@ -1,10 +1,10 @@
 //! The five kinds of request a virtual user makes, with their paths from
-//! `mock_service::endpoints`, where every endpoint of the services is named.
+//! `contract::endpoints`, where every endpoint of the services is named.
 
 use std::fmt;
 
+use contract::endpoints;
 use http::Method;
-use mock_service::endpoints;
 
 /// A kind of request: the guide's traffic pattern mixes these five.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,7 +5,7 @@
 //!
 //! It measures latency in HDR histograms, counts `/api/error`'s designed 500s apart from
 //! real failures, checks service-level objectives, and keeps the slowest answered
-//! requests with the trace id each answer carried in its [`TRACE_ID_HEADER`], so a bad
+//! requests with the trace id each answer carried in its [`contract::TRACE_ID_HEADER`], so a bad
 //! p99 leads straight to the trace and the logs of the request behind it. The summary is
 //! a table for people and a [`Report`] that serialises to JSON.
 //!
@@ -55,7 +55,7 @@ mod target;
 mod think;
 
 pub use self::{
-    client::{PreflightError, Reachable, TRACE_ID_HEADER, preflight},
+    client::{PreflightError, Reachable, preflight},
     endpoint::Endpoint,
     engine::{Outcome, StopReason, Tick, run},
     error::ParseError,

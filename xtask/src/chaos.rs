@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mock_service::faults::{FaultSpec, Latency};
-use serde_json::Value;
+use contract::admin::{self, FaultRejection, FaultSpec, FaultStatus, Latency};
 
 use loadgen::parse_duration;
 
@@ -136,7 +135,13 @@ pub async fn apply(
     let body = serde_json::to_string(spec)?;
     let set = each_replica(mesh, service, |client, base| {
         let body = body.clone();
-        async move { client.put(format!("{base}/faults")).body(body).send().await }
+        async move {
+            client
+                .put(format!("{base}{}", admin::FAULTS))
+                .body(body)
+                .send()
+                .await
+        }
     })
     .await;
     let Err(error) = set else {
@@ -156,7 +161,10 @@ pub async fn apply(
 /// Clears the fault of every replica of `service`.
 async fn clear(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>> {
     each_replica(mesh, service, |client, base| async move {
-        client.delete(format!("{base}/faults")).send().await
+        client
+            .delete(format!("{base}{}", admin::FAULTS))
+            .send()
+            .await
     })
     .await
 }
@@ -164,7 +172,7 @@ async fn clear(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>>
 /// What every replica of `service` has now.
 pub async fn show(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>> {
     each_replica(mesh, service, |client, base| async move {
-        client.get(format!("{base}/faults")).send().await
+        client.get(format!("{base}{}", admin::FAULTS)).send().await
     })
     .await
 }
@@ -197,52 +205,64 @@ where
             }
         };
         let status = response.status();
-        let json: Value =
-            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+        let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            let field = json["field"]
-                .as_str()
-                .map(|f| format!("--{}: ", flag_of(f)))
-                .unwrap_or_default();
             bail!(
-                "{service} ({}) refused the fault: {field}{}",
+                "{service} ({}) refused the fault: {}",
                 api.replica,
-                json["reason"].as_str().unwrap_or("?")
+                refusal(&body)
             );
         }
-        lines.push(format!("{service} ({}): {}", api.replica, describe(&json)));
+        let now: FaultStatus = serde_json::from_str(&body).with_context(|| {
+            format!(
+                "{service} ({}) answered {body:?}, not its fault status",
+                api.replica
+            )
+        })?;
+        lines.push(format!("{service} ({}): {}", api.replica, describe(&now)));
     }
     Ok(lines)
 }
 
+/// Why the admin API refused a fault: "--status: 302 is not an error status ...".
+fn refusal(body: &str) -> String {
+    match serde_json::from_str::<FaultRejection>(body) {
+        Ok(FaultRejection {
+            field: Some(field),
+            reason,
+            ..
+        }) => format!("--{}: {reason}", flag_of(&field)),
+        Ok(FaultRejection { reason, .. }) => reason,
+        Err(_) if body.trim().is_empty() => "?".to_owned(),
+        Err(_) => body.trim().to_owned(),
+    }
+}
+
 /// "latency 300 ms, errors 20% (503), for 118 s more" or "no fault".
-fn describe(json: &Value) -> String {
-    let fault = &json["fault"];
-    if fault.is_null() {
+fn describe(status: &FaultStatus) -> String {
+    let Some(fault) = &status.fault else {
         return "no fault".into();
-    }
+    };
     let mut parts = Vec::new();
-    match &fault["latency_ms"] {
-        Value::Number(ms) => parts.push(format!("latency {ms} ms")),
-        Value::Array(range) if range.len() == 2 => {
-            parts.push(format!("latency {}..{} ms", range[0], range[1]));
-        }
-        _ => {}
+    match fault.latency_ms {
+        Some(Latency::Fixed(ms)) => parts.push(format!("latency {ms} ms")),
+        Some(Latency::Between([low, high])) => parts.push(format!("latency {low}..{high} ms")),
+        None => {}
     }
-    if let Some(rate) = fault["error_rate"].as_f64() {
+    if let Some(rate) = fault.error_rate {
         parts.push(format!(
             "errors {:.0}% ({})",
             rate * 100.0,
-            fault["error_status"].as_u64().unwrap_or(500)
+            fault.error_status.unwrap_or(500)
         ));
     }
-    if let Some(dependency) = fault["unreachable"].as_str() {
+    if let Some(dependency) = &fault.unreachable {
         parts.push(format!("{dependency} unreachable"));
     }
-    if let Some(route) = fault["route"].as_str() {
+    if let Some(route) = &fault.route {
         parts.push(format!("on {route} only"));
     }
-    parts.push(match json["seconds_left"].as_u64() {
+    parts.push(match status.seconds_left {
         Some(seconds) => format!("for {seconds} s more"),
         None => "until cleared".into(),
     });

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
-use mock_service::topology::{Service, Topology};
+use contract::topology::{Service, Topology};
 
 /// The topology, relative to the repository root.
 pub const TOPOLOGY: &str = "services/mock-service/topology.yaml";

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
-use mock_service::topology::Topology;
+use contract::topology::Topology;
 
 /// The gateway's port: the kind cluster's NodePort, so the guide's
 /// `curl http://localhost:30080/...` works in both modes.

@@ -6,7 +6,7 @@
 //! to one replica, and scales it back to the count it had.
 
 use anyhow::{anyhow, bail};
-use mock_service::faults::{FaultSpec, Latency};
+use contract::admin::{FaultSpec, Latency};
 
 use crate::{
     chaos,

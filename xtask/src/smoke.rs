@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mock_service::{
+use contract::{
     endpoints,
     topology::{Route, Service},
 };
@@ -265,7 +265,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use mock_service::topology::Topology;
+    use contract::topology::Topology;
 
     use super::*;
 

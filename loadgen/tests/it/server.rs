@@ -16,8 +16,8 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::{get, post},
 };
+use contract::endpoints;
 use loadgen::{Plan, Reachable, Target, Think};
-use mock_service::endpoints;
 use tokio::{net::TcpListener, sync::oneshot};
 
 /// How `/api/data` answers its `n`th request (from 0): after `latency`, with `status`,
@@ -52,7 +52,7 @@ async fn data(State(served): State<Arc<Served>>) -> (StatusCode, HeaderMap) {
     tokio::time::sleep((served.data.latency)(n)).await;
     let mut headers = HeaderMap::new();
     headers.insert(
-        loadgen::TRACE_ID_HEADER,
+        contract::TRACE_ID_HEADER,
         trace_id(n).parse().expect("a header value"),
     );
     (served.data.status, headers)

@@ -26,11 +26,12 @@ use telemetry::{
     DownstreamClient, DownstreamError, DrainDeadline, ExemplarFilter, HttpObserver, Metrics,
 };
 
-use crate::{
+use contract::{
     endpoints,
-    faults::{self, Faults},
     topology::{Route, RoutePlan, Service},
 };
+
+use crate::faults::{self, Faults};
 
 /// Where calls to a dependency marked unreachable go: nothing listens on port 1.
 static UNREACHABLE: std::sync::LazyLock<Uri> =

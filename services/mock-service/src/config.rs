@@ -1,13 +1,18 @@
 //! The process's configuration, all from environment variables (the twelve-factor way,
 //! and what a Kubernetes Deployment sets).
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, path::Path, time::Duration};
 
 use anyhow::{Context as _, bail};
 
 use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, TracingMode};
 
-use crate::{server::ShutdownTiming, topology::Topology};
+use contract::{
+    admin,
+    topology::{Topology, url_variable},
+};
+
+use crate::server::ShutdownTiming;
 
 pub const USAGE: &str = "\
 mock-service: plays one service of the mesh, chosen by SERVICE_NAME.
@@ -68,14 +73,8 @@ impl Config {
     }
 
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let topology = match env("TOPOLOGY_FILE") {
-            None => Topology::guide(),
-            Some(path) => {
-                let yaml = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading TOPOLOGY_FILE={path}"))?;
-                Topology::parse(&path, &yaml)?
-            }
-        };
+        let file = env("TOPOLOGY_FILE");
+        let topology = Topology::load(file.as_deref().map(Path::new)).context("TOPOLOGY_FILE")?;
 
         let Some(service_name) = env("SERVICE_NAME") else {
             bail!(
@@ -110,7 +109,7 @@ impl Config {
         Ok(Config {
             host: parse_var(&env, "HOST", "127.0.0.1".parse()?)?,
             port: parse_var(&env, "PORT", 8080)?,
-            admin_port: parse_var(&env, "ADMIN_PORT", 9901)?,
+            admin_port: parse_var(&env, "ADMIN_PORT", admin::DEFAULT_PORT)?,
             downstream_timeout: Duration::from_millis(parse_var(
                 &env,
                 "DOWNSTREAM_TIMEOUT_MS",
@@ -126,11 +125,6 @@ impl Config {
             dependency_urls,
         })
     }
-}
-
-/// `product-service` -> `PRODUCT_SERVICE_URL`.
-pub fn url_variable(service: &str) -> String {
-    format!("{}_URL", service.to_ascii_uppercase().replace('-', "_"))
 }
 
 fn parse_var<T>(env: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> anyhow::Result<T>

@@ -17,142 +17,22 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use contract::admin::{self, FaultRejection, FaultSpec, FaultStatus, Invalid, Latency};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
     metrics::{MetricType, counter::Counter, family::Family, gauge::ConstGauge},
     registry::Registry,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
-/// What a client asks for (`PUT /faults`). At least one of `latency_ms`, `error_rate`
-/// and `unreachable` must be set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    /// Added before the request is handled: `300` or `[100, 500]` (uniform), in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<Latency>,
-    /// Share of requests answered with `error_status` instead, 0 to 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<f64>,
-    /// The status of injected errors, 400 to 599 (default 500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_status: Option<u16>,
-    /// A dependency every call to which fails as if it were down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unreachable: Option<String>,
-    /// Only this route (`/api/data`, `/api/action`, `/api/slow`, `/api/error`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
-    /// Back to normal after this many seconds (default: until cleared).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub for_seconds: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Latency {
-    Fixed(u64),
-    Between([u64; 2]),
-}
-
-impl Latency {
-    fn pick(self) -> Duration {
-        Duration::from_millis(match self {
-            Latency::Fixed(ms) => ms,
-            Latency::Between([low, high]) => fastrand::u64(low..=high),
-        })
-    }
-}
-
-/// A rejected fault: which field, and why.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: &'static str,
-    pub reason: String,
-}
-
-/// The routes a fault can target: the application's, never the probes or the scrape.
-const FAULTABLE_ROUTES: [&str; 4] = crate::endpoints::API;
-
-impl FaultSpec {
-    /// Checks every field; `dependencies` are the services this one calls.
-    pub fn validate(&self, dependencies: &[String]) -> Result<(), Invalid> {
-        let invalid = |field, reason: String| Err(Invalid { field, reason });
-        if self.latency_ms.is_none() && self.error_rate.is_none() && self.unreachable.is_none() {
-            return invalid(
-                "latency_ms",
-                "set at least one of latency_ms, error_rate, unreachable".into(),
-            );
-        }
-        match self.latency_ms {
-            Some(Latency::Fixed(ms)) if ms > 60_000 => {
-                return invalid("latency_ms", format!("{ms} ms is over 60000"));
-            }
-            Some(Latency::Between([low, high])) if low > high || high > 60_000 => {
-                return invalid(
-                    "latency_ms",
-                    format!("[{low}, {high}] must be [min, max] with max at most 60000"),
-                );
-            }
-            _ => {}
-        }
-        if let Some(rate) = self.error_rate
-            && !(0.0..=1.0).contains(&rate)
-        {
-            return invalid("error_rate", format!("{rate} is not between 0 and 1"));
-        }
-        if let Some(status) = self.error_status {
-            if !(400..=599).contains(&status) {
-                return invalid(
-                    "error_status",
-                    format!("{status} is not an error status (400 to 599)"),
-                );
-            }
-            if self.error_rate.is_none() {
-                return invalid("error_status", "only meaningful with error_rate".into());
-            }
-        }
-        if let Some(dependency) = &self.unreachable
-            && !dependencies.contains(dependency)
-        {
-            let known = if dependencies.is_empty() {
-                "none: this service calls nobody".to_owned()
-            } else {
-                dependencies.join(", ")
-            };
-            return invalid(
-                "unreachable",
-                format!(
-                    "`{dependency}` is not a dependency of this service (its dependencies: {known})"
-                ),
-            );
-        }
-        if let Some(route) = &self.route
-            && !FAULTABLE_ROUTES.contains(&route.as_str())
-        {
-            return invalid(
-                "route",
-                format!("`{route}` is not one of {}", FAULTABLE_ROUTES.join(", ")),
-            );
-        }
-        if let Some(seconds) = self.for_seconds
-            && !(1..=86_400).contains(&seconds)
-        {
-            return invalid(
-                "for_seconds",
-                format!("{seconds} is not between 1 and 86400"),
-            );
-        }
-        Ok(())
-    }
-
-    fn applies_to(&self, route: &str) -> bool {
-        FAULTABLE_ROUTES.contains(&route) && self.route.as_deref().is_none_or(|only| only == route)
-    }
+/// A fault's latency for one request: the fixed delay, or one drawn uniformly.
+fn pick(latency: Latency) -> Duration {
+    Duration::from_millis(match latency {
+        Latency::Fixed(ms) => ms,
+        Latency::Between([low, high]) => fastrand::u64(low..=high),
+    })
 }
 
 /// The kinds of fault, as the `kind` label of the fault metrics names them.
@@ -323,7 +203,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
         return next.run(request).await;
     }
     if let Some(latency) = spec.latency_ms {
-        let delay = latency.pick();
+        let delay = pick(latency);
         faults.count(FaultKind::Latency);
         tracing::warn!(
             fault.kind = "latency",
@@ -353,24 +233,24 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
 /// naming the field when invalid, nothing applied), `DELETE /faults` (back to normal).
 pub fn admin_app(faults: Faults, service: String) -> Router {
     Router::new()
-        .route("/faults", get(show).put(replace).delete(clear))
+        .route(admin::FAULTS, get(show).put(replace).delete(clear))
         .with_state((faults, Arc::new(service)))
 }
 
 type AdminState = State<(Faults, Arc<String>)>;
 
-fn describe(faults: &Faults, service: &str) -> serde_json::Value {
-    match faults.current() {
-        Some((spec, left)) => json!({
-            "service": service,
-            "fault": spec,
-            "seconds_left": left.map(|d| d.as_secs_f64().ceil() as u64),
-        }),
-        None => json!({ "service": service, "fault": null }),
+fn describe(faults: &Faults, service: &str) -> FaultStatus {
+    let current = faults.current();
+    FaultStatus {
+        service: service.to_owned(),
+        seconds_left: current
+            .as_ref()
+            .and_then(|(_, left)| left.map(|d| d.as_secs_f64().ceil() as u64)),
+        fault: current.map(|(spec, _)| spec),
     }
 }
 
-async fn show(State((faults, service)): AdminState) -> Json<serde_json::Value> {
+async fn show(State((faults, service)): AdminState) -> Json<FaultStatus> {
     Json(describe(&faults, &service))
 }
 
@@ -378,24 +258,24 @@ async fn replace(State((faults, service)): AdminState, body: Bytes) -> Response 
     let spec: FaultSpec = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
         Err(error) => {
-            let body =
-                json!({ "error": "invalid fault", "field": null, "reason": error.to_string() });
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            let rejection = FaultRejection::unreadable(error.to_string());
+            return (StatusCode::BAD_REQUEST, Json(rejection)).into_response();
         }
     };
     match faults.set(spec) {
         Ok(()) => {
-            tracing::info!(fault = %describe(&faults, &service)["fault"], "fault set");
-            Json(describe(&faults, &service)).into_response()
+            let status = describe(&faults, &service);
+            let fault = serde_json::to_string(&status.fault).unwrap_or_default();
+            tracing::info!(fault, "fault set");
+            Json(status).into_response()
         }
-        Err(Invalid { field, reason }) => {
-            let body = json!({ "error": "invalid fault", "field": field, "reason": reason });
-            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        Err(invalid) => {
+            (StatusCode::BAD_REQUEST, Json(FaultRejection::from(invalid))).into_response()
         }
     }
 }
 
-async fn clear(State((faults, service)): AdminState) -> Json<serde_json::Value> {
+async fn clear(State((faults, service)): AdminState) -> Json<FaultStatus> {
     faults.clear();
     tracing::info!("fault cleared");
     Json(describe(&faults, &service))

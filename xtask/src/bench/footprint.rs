@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use mock_service::endpoints;
+use contract::endpoints;
 
 use crate::{
     cmd::Cmd,

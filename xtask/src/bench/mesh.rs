@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use mock_service::{
+use contract::{
     endpoints,
     topology::{DEFAULT_TOPOLOGY, Route, Topology},
 };

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use contract::topology::{Route, Topology};
 use loadgen::Endpoint;
-use mock_service::topology::{Route, Topology};
 
 use super::{
     MESH_ENDPOINTS,

@@ -14,7 +14,7 @@ use std::sync::{
 };
 
 use axum::{Router, routing::get};
-use mock_service::endpoints;
+use contract::endpoints;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},

@@ -103,7 +103,7 @@ pub fn state_dir() -> PathBuf {
 
 /// The deployments to wait for: the seven services, then the observability stack.
 pub fn deployments() -> Vec<(&'static str, String)> {
-    let mut all: Vec<(&str, String)> = mock_service::topology::Topology::guide()
+    let mut all: Vec<(&str, String)> = contract::topology::Topology::guide()
         .service_names()
         .into_iter()
         .map(|name| ("services", name.to_owned()))

@@ -10,10 +10,9 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use mock_service::{
-    config::url_variable,
+use contract::{
     endpoints,
-    topology::{Service, Topology},
+    topology::{Service, Topology, url_variable},
 };
 use nix::sys::signal::Signal;
 
@@ -150,14 +149,7 @@ impl LocalArgs {
     /// What to start: the topology, its ports (checked free), the tools found, where
     /// spans go.
     fn plan(&self) -> anyhow::Result<Launch> {
-        let topology = match &self.topology {
-            None => Topology::guide(),
-            Some(path) => {
-                let yaml = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading --topology {}", path.display()))?;
-                Topology::parse(&path.display().to_string(), &yaml)?
-            }
-        };
+        let topology = Topology::load(self.topology.as_deref()).context("--topology")?;
         let ports = service_ports(&topology);
         let tools = if self.no_observability {
             Vec::new()

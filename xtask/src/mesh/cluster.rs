@@ -16,8 +16,9 @@ use crate::cluster::{CONTEXT, kubectl};
 /// The namespace of the seven services; the observability tools are in `monitoring`.
 pub const SERVICES_NAMESPACE: &str = "services";
 pub const MONITORING_NAMESPACE: &str = "monitoring";
-/// The admin (fault) API's port inside every service pod, on its loopback.
-const ADMIN_PORT: u16 = 9901;
+/// The admin (fault) API's port inside every service pod, on its loopback: the manifests
+/// leave `ADMIN_PORT` unset, so it is the default.
+const ADMIN_PORT: u16 = contract::admin::DEFAULT_PORT;
 
 /// The names of the Deployments in `namespace`.
 pub fn deployments(namespace: &str) -> anyhow::Result<Vec<String>> {

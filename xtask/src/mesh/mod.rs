@@ -9,7 +9,7 @@ pub mod cluster;
 pub mod local;
 
 use anyhow::{Context as _, bail};
-use mock_service::topology::Topology;
+use contract::topology::Topology;
 
 use crate::ports::GATEWAY_URL;
 pub use local::LocalMesh;
@@ -71,17 +71,11 @@ impl RunningMesh {
     /// graph; in the cluster, the built-in graph (the manifests' topology ConfigMap is
     /// made from the very file the binary compiles in).
     pub fn topology(&self) -> anyhow::Result<Topology> {
-        match self {
-            RunningMesh::Local(LocalMesh {
-                topology_file: Some(path),
-                ..
-            }) => {
-                let yaml = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the mesh's topology {}", path.display()))?;
-                Ok(Topology::parse(&path.display().to_string(), &yaml)?)
-            }
-            _ => Ok(Topology::guide()),
-        }
+        let file = match self {
+            RunningMesh::Local(mesh) => mesh.topology_file.as_deref(),
+            RunningMesh::Cluster => None,
+        };
+        Topology::load(file).context("the mesh's topology")
     }
 
     /// Fails, listing the services there are, unless `name` is one.

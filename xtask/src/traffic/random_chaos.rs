@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use mock_service::{
-    faults::{FaultSpec, Latency},
+use contract::{
+    admin::{FaultSpec, Latency},
     topology::Topology,
 };
 use tokio::{sync::watch, time::Instant};

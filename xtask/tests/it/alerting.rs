@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mock_service::topology::Topology;
+use contract::topology::Topology;
 use serde_json::{Value as Json, json};
 use xtask::{dashboards, ports::free_ports, workspace_root};
 

@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use mock_service::topology::Topology;
+use contract::topology::Topology;
 use xtask::bench::{RESULTS_END, RESULTS_START};
 
 /// The number in column `column` (0-based, after the row's name) of the table row that

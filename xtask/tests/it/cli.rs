@@ -163,16 +163,16 @@ fn tracing_gateway() -> (tokio::runtime::Runtime, String) {
     let answers = std::sync::Arc::new(AtomicU64::new(0));
     let router = Router::new()
         .route(
-            mock_service::endpoints::DATA,
+            contract::endpoints::DATA,
             get(move || async move {
                 let n = answers.fetch_add(1, Ordering::Relaxed);
                 let mut headers = HeaderMap::new();
                 let trace = format!("{n:032x}").parse().expect("a header value");
-                headers.insert(loadgen::TRACE_ID_HEADER, trace);
+                headers.insert(contract::TRACE_ID_HEADER, trace);
                 headers
             }),
         )
-        .route(mock_service::endpoints::HEALTH, get(|| async { "ok" }));
+        .route(contract::endpoints::HEALTH, get(|| async { "ok" }));
     runtime.spawn(async move { axum::serve(listener, router).await });
     (runtime, url)
 }

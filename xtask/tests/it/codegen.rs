@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mock_service::topology::Topology;
+use contract::topology::Topology;
 use xtask::{codegen, workspace_root};
 
 use crate::manifests::{self, Rendering, TempDir};

@@ -8,6 +8,7 @@ mod clean;
 mod cli;
 mod cluster_plans;
 mod codegen;
+mod dependencies;
 mod docs;
 mod grafana;
 mod image;

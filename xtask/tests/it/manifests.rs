@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use mock_service::topology::Topology;
+use contract::topology::Topology;
 use serde::Deserialize as _;
 use serde_json::Value;
 use xtask::workspace_root;

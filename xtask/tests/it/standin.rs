@@ -16,7 +16,7 @@ use std::{
 };
 
 use crate::support::TraceReceiver;
-use mock_service::{config::url_variable, topology::Topology};
+use contract::topology::{Topology, url_variable};
 use serde_json::{Value, json};
 use xtask::{cmd::find_on_path, ports::GATEWAY_PORT, target_dir, workspace_root};
 

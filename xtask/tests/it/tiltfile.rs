@@ -22,7 +22,7 @@ use starlark::values::{Heap, Value};
 /// The services the Tiltfile must make resources of: the built-in topology's, which
 /// `cargo xtask codegen` writes to manifests/services.json for it.
 fn services() -> Vec<String> {
-    mock_service::topology::Topology::guide()
+    contract::topology::Topology::guide()
         .service_names()
         .into_iter()
         .map(str::to_owned)

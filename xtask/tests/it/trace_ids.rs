@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mock_service::{endpoints, topology::Topology};
+use contract::{endpoints, topology::Topology};
 use xtask::mesh::LocalMesh;
 
 use crate::support::{serial, start_local, stop_local, succeeded, xtask};
@@ -35,7 +35,7 @@ fn action_trace_id(gateway: &str) -> String {
         assert!(response.status().is_success(), "{response:?}");
         response
             .headers()
-            .get(telemetry::TRACE_ID_HEADER)
+            .get(contract::TRACE_ID_HEADER)
             .and_then(|value| value.to_str().ok())
             .expect("an x-trace-id header, with nothing receiving spans")
             .to_owned()

@@ -4,8 +4,9 @@
 use std::{collections::HashMap, time::Duration};
 
 use crate::support::sample_sum;
+use contract::topology::Topology;
 use futures_util::{StreamExt as _, stream};
-use mock_service::{AppState, server, topology::Topology};
+use mock_service::{AppState, server};
 use telemetry::ExemplarFilter;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use mock_service::{config::url_variable, topology::Topology};
+use contract::topology::{Topology, url_variable};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode as SpanStatus};
 
 use crate::otlp::{ReceivedSpan, Receiver, Service, exporting_to, hex};
@@ -276,7 +276,7 @@ async fn sigterm_turns_ready_off_and_lets_a_slow_request_finish() {
 fn trace_id_of(response: &reqwest::Response) -> String {
     response
         .headers()
-        .get(telemetry::TRACE_ID_HEADER)
+        .get(contract::TRACE_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .expect("an x-trace-id header")
         .to_owned()

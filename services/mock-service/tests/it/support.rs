@@ -8,7 +8,8 @@ use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode},
 };
-use mock_service::{AppState, topology::Topology};
+use contract::topology::Topology;
+use mock_service::AppState;
 use serde_json::Value;
 use telemetry::{ExemplarFilter, Format};
 use tower::ServiceExt as _;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use mock_service::{config::url_variable, endpoints};
+use contract::{endpoints, topology::url_variable};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ async fn get(url: &str, openmetrics: bool) -> (u16, Option<String>, String) {
     let response = request.send().await.expect("GET");
     let trace = response
         .headers()
-        .get("x-trace-id")
+        .get(contract::TRACE_ID_HEADER)
         .map(|value| value.to_str().expect("ASCII").to_owned());
     let status = response.status().as_u16();
     (status, trace, response.text().await.expect("body"))

@@ -3,13 +3,21 @@
 //! the guide's graph, compiled in as the default) and validated before a service starts:
 //! an unknown service, a bad probability or a cycle is an error naming the line and the fix.
 
-use std::{collections::HashMap, fmt, ops::RangeInclusive, str::FromStr};
+use std::{
+    collections::HashMap,
+    fmt,
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use marked_yaml::Spanned;
 use serde::Deserialize;
 
-/// The guide's graph, used when `TOPOLOGY_FILE` is not set.
-pub const DEFAULT_TOPOLOGY: &str = include_str!("../topology.yaml");
+/// The guide's graph, used when no file is given. The file stays in mock-service's
+/// directory: it is also the cluster's topology ConfigMap, the input of `cargo xtask
+/// codegen` and a file Tilt watches, all of which name it there.
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../../mock-service/topology.yaml");
 
 /// The routes whose behaviour the topology describes. The other endpoints (`/health`,
 /// `/api/slow`, `/api/error`, ...) behave the same in every service.
@@ -24,10 +32,10 @@ pub enum Route {
 impl Route {
     pub const ALL: [Route; 2] = [Route::Data, Route::Action];
 
-    pub fn method(self) -> axum::http::Method {
+    pub fn method(self) -> http::Method {
         match self {
-            Route::Data => axum::http::Method::GET,
-            Route::Action => axum::http::Method::POST,
+            Route::Data => http::Method::GET,
+            Route::Action => http::Method::POST,
         }
     }
 
@@ -104,7 +112,8 @@ pub struct Call {
 }
 
 /// An invalid topology: where, what, and how to fix it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {problem}\n  fix: {fix}", location(file, *line))]
 pub struct TopologyError {
     pub file: String,
     pub line: Option<usize>,
@@ -112,23 +121,44 @@ pub struct TopologyError {
     pub fix: String,
 }
 
-impl fmt::Display for TopologyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{line}: {}", self.file, self.problem)?,
-            None => write!(f, "{}: {}", self.file, self.problem)?,
-        }
-        write!(f, "\n  fix: {}", self.fix)
+/// `file:line`, or the file alone when the line is not known.
+fn location(file: &str, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{file}:{line}"),
+        None => file.to_owned(),
     }
 }
 
-impl std::error::Error for TopologyError {}
+/// Why [`Topology::load`] has no topology: the file cannot be read, or it is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the topology file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] TopologyError),
+}
 
 impl Topology {
     /// The compiled-in guide graph.
     pub fn guide() -> Topology {
         Topology::parse("topology.yaml (built in)", DEFAULT_TOPOLOGY)
             .unwrap_or_else(|error| panic!("the built-in topology is invalid: {error}"))
+    }
+
+    /// The topology in `file`, parsed and validated; with no file, the built-in graph.
+    /// The one way the services and the tools read "a file, or the built-in graph".
+    pub fn load(file: Option<&Path>) -> Result<Topology, LoadError> {
+        let Some(path) = file else {
+            return Ok(Topology::guide());
+        };
+        let yaml = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Topology::parse(&path.display().to_string(), &yaml)?)
     }
 
     /// Parses and validates `yaml`; `file` names it in errors.
@@ -491,6 +521,12 @@ fn find_cycle<'t>(
     None
 }
 
+/// The environment variable that gives a service the base URL of its dependency
+/// `service`: `product-service` -> `PRODUCT_SERVICE_URL` (default `http://<service>`).
+pub fn url_variable(service: &str) -> String {
+    format!("{}_URL", service.to_ascii_uppercase().replace('-', "_"))
+}
+
 /// A Kubernetes Service name (RFC 1123 label): it also names the `<NAME>_URL` variable.
 fn is_dns_label(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -687,6 +723,38 @@ mod tests {
 
         let empty = parse_error("services: {}\n");
         assert!(empty.problem.contains("empty"), "{empty}");
+    }
+
+    #[test]
+    fn load_reads_a_file_or_takes_the_built_in_graph() {
+        let built_in = Topology::load(None).expect("the built-in graph");
+        assert_eq!(built_in.service_names(), Topology::guide().service_names());
+
+        let dir = std::env::temp_dir().join(format!("contract-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let good = dir.join("good.yaml");
+        std::fs::write(&good, "services:\n  solo: {}\n").expect("written");
+        let solo = Topology::load(Some(&good)).expect("a valid file");
+        assert_eq!(solo.service_names(), ["solo"]);
+
+        let bad = dir.join("bad.yaml");
+        std::fs::write(&bad, "services:\n  a:\n    replicas: 0\n").expect("written");
+        match Topology::load(Some(&bad)) {
+            Err(LoadError::Invalid(error)) => {
+                assert_eq!(error.file, bad.display().to_string());
+                assert_eq!(error.line, Some(3), "{error}");
+            }
+            other => panic!("an invalid file must be LoadError::Invalid: {other:?}"),
+        }
+
+        let missing = dir.join("missing.yaml");
+        let error = Topology::load(Some(&missing)).expect_err("no such file");
+        assert!(matches!(error, LoadError::Read { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains(&missing.display().to_string()),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
     #[test]

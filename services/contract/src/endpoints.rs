@@ -1,7 +1,8 @@
-//! Every endpoint a service serves, named once. The router, the fault API, the topology,
-//! and xtask (smoke test, load generator) all take the paths from here.
+//! Every endpoint a service serves, named once. mock-service's router and fault
+//! middleware, the topology, loadgen and xtask (smoke test, benchmarks) all take the paths
+//! from here.
 
-use axum::http::Method;
+use http::Method;
 
 /// Liveness: 200 while the process runs.
 pub const HEALTH: &str = "/health";
