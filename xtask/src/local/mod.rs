@@ -18,7 +18,9 @@ use nix::sys::signal::Signal;
 
 use crate::{
     cmd::Cmd,
-    identity::{ProcessIdentity, StaleNote, Standing, gone_within, signal_recorded, standing},
+    identity::{
+        ProcessIdentity, StaleNote, StaleReason, Standing, gone_within, signal_recorded, standing,
+    },
     mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file, state_dir},
     ports::{self, admin_port, entry_service, service_ports},
     supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, show, tell},
@@ -281,20 +283,15 @@ pub async fn stop() -> anyhow::Result<()> {
             eprintln!("stopped");
             return Ok(());
         }
-        Standing::Stale(reason) => {
-            let name = "the supervisor";
-            eprintln!(
-                "{}",
-                StaleNote {
-                    name,
-                    pid,
-                    reason: &reason
-                }
-            );
-        }
+        Standing::Stale(reason) => report_stale("the supervisor", pid, &reason),
         Standing::Gone => {}
     }
     stop_leftovers().await
+}
+
+/// Says that a recorded pid is now another process, which is left alone.
+fn report_stale(name: &str, pid: u32, reason: &StaleReason) {
+    eprintln!("{}", StaleNote { name, pid, reason });
 }
 
 /// The supervisor is gone: stops, itself, what the record says it started. Under the
@@ -323,16 +320,7 @@ async fn stop_leftovers() -> anyhow::Result<()> {
     for (name, pid, identity) in recorded {
         match signal_recorded(pid, identity, Signal::SIGTERM) {
             Standing::Recorded => stopping.push((name, pid, identity)),
-            Standing::Stale(reason) => {
-                eprintln!(
-                    "{}",
-                    StaleNote {
-                        name,
-                        pid,
-                        reason: &reason
-                    }
-                );
-            }
+            Standing::Stale(reason) => report_stale(name, pid, &reason),
             Standing::Gone => {}
         }
     }
