@@ -120,6 +120,24 @@ impl Cmd {
             .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()))
     }
 
+    /// Runs a checker (`promtool check rules`): whether it passed, and what it said, its
+    /// stdout and stderr together; a failed check is an answer, not an error. A missing
+    /// program is an error.
+    pub fn verdict(self) -> anyhow::Result<(bool, String)> {
+        crate::supervisor::tell(&format!("$ {self}"));
+        let output = self
+            .command()
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| self.spawn_error(&error))?;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.success(), said))
+    }
+
     /// Like [`Cmd::run`], but cancellable: dropping the future (Ctrl+C in a `select!`)
     /// kills the program.
     pub async fn run_async(self) -> anyhow::Result<()> {

@@ -9,10 +9,6 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use promql_parser::{
-    parser::Expr,
-    util::{ExprVisitor, walk_expr},
-};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -164,27 +160,17 @@ fn annotation_expr(annotation: &Value) -> Option<&str> {
         .or_else(|| annotation["target"]["expr"].as_str())
 }
 
-/// The metric names a PromQL expression selects (with Grafana's variables substituted),
-/// or the parser's error.
-pub fn selected_metrics(expr: &str) -> Result<BTreeSet<String>, String> {
-    struct Names(BTreeSet<String>);
-    impl ExprVisitor for Names {
-        type Error = std::convert::Infallible;
-        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
-            let selector = match expr {
-                Expr::VectorSelector(selector) => Some(selector),
-                Expr::MatrixSelector(matrix) => Some(&matrix.vs),
-                _ => None,
-            };
-            self.0.extend(selector.and_then(|s| s.name.clone()));
-            Ok(true)
-        }
-    }
-    let parsed = promql_parser::parser::parse(&substitute(expr, "gateway-service"))?;
-    let mut names = Names(BTreeSet::new());
-    let Ok(_) = walk_expr(&mut names, &parsed);
-    Ok(names.0)
-}
+/// The metric names a PromQL expression selects (Grafana's variables substituted), or why
+/// it does not parse: what the rules that need PromQL's syntax tree ask (a latency query
+/// reads a raw `_bucket` series; a dashboard that shows what a fault changes marks faults).
+///
+/// xtask carries no PromQL parser: promql-parser, with the grammar toolchain its build
+/// script runs (cfgrammar, lrlex, lrpar, compiled for the build host too), was 48 of the
+/// 277 units the first `cargo xtask local` compiled, for one command that edits
+/// dashboards. The test suite passes promql-parser's reading to [`lint`] (a
+/// dev-dependency); `cargo xtask dashboards` checks the syntax with the real Prometheus
+/// parser, `promtool`, when it is on PATH ([`promql_syntax_problems`]).
+pub type SelectedMetrics<'a> = &'a dyn Fn(&str) -> Result<BTreeSet<String>, String>;
 
 /// Whether a query draws a latency percentile (and so should carry exemplars).
 fn is_latency(expr: &str) -> bool {
@@ -226,43 +212,84 @@ pub fn provisioned_datasource_uids(root: &Path) -> anyhow::Result<BTreeSet<Strin
 }
 
 /// Everything wrong with the dashboards, one line each, naming dashboard and panel or
-/// annotation.
-pub fn lint(dashboards: &[(PathBuf, Value)], datasource_uids: &BTreeSet<String>) -> Vec<String> {
+/// annotation. The rules that read PromQL's syntax tree run only with `promql` (see
+/// [`SelectedMetrics`]); without it a query's text is not examined beyond its latency
+/// function.
+pub fn lint(
+    dashboards: &[(PathBuf, Value)],
+    datasource_uids: &BTreeSet<String>,
+    promql: Option<SelectedMetrics>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let mut seen_uids = BTreeSet::new();
     for (path, dashboard) in dashboards {
-        let file = path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let title = dashboard["title"].as_str().unwrap_or("");
+        let mut lint = DashboardLint {
+            file: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            datasource_uids,
+            promql,
+            problems: &mut problems,
+        };
+        lint.identity(dashboard, &mut seen_uids);
+        let shows_faultable_metrics = lint.panels(dashboard);
+        let marks_faults = lint.annotations(dashboard);
+        if promql.is_some() && shows_faultable_metrics && !marks_faults {
+            lint.problems.push(format!(
+                "{}: its panels show what an injected fault changes, but no annotation on `{FAULT_METRIC}` marks the faults",
+                lint.file
+            ));
+        }
+    }
+    problems
+}
+
+/// The lint of one dashboard file.
+struct DashboardLint<'a> {
+    file: String,
+    datasource_uids: &'a BTreeSet<String>,
+    promql: Option<SelectedMetrics<'a>>,
+    problems: &'a mut Vec<String>,
+}
+
+impl DashboardLint<'_> {
+    /// Its uid (unique among `seen_uids`) and title.
+    fn identity(&mut self, dashboard: &Value, seen_uids: &mut BTreeSet<String>) {
+        let file = &self.file;
         match dashboard["uid"].as_str() {
             Some(uid) if !uid.is_empty() => {
                 if !seen_uids.insert(uid.to_owned()) {
-                    problems.push(format!("{file}: uid `{uid}` is used by another dashboard"));
+                    self.problems
+                        .push(format!("{file}: uid `{uid}` is used by another dashboard"));
                 }
             }
-            _ => problems.push(format!(
+            _ => self.problems.push(format!(
                 "{file}: no uid (links to it would break on every import)"
             )),
         }
-        if title.is_empty() {
-            problems.push(format!("{file}: no title"));
+        if dashboard["title"].as_str().unwrap_or("").is_empty() {
+            self.problems.push(format!("{file}: no title"));
         }
+    }
+
+    /// Every panel; whether one shows a metric that an injected fault changes.
+    fn panels(&mut self, dashboard: &Value) -> bool {
         let mut panel_ids = BTreeSet::new();
         let mut shows_faultable_metrics = false;
         for panel in panels(dashboard) {
-            let name = panel["title"].as_str().unwrap_or("(untitled)");
-            let at = format!("{file}, panel \"{name}\"");
             if panel["type"] == "row" {
                 continue;
             }
+            let name = panel["title"].as_str().unwrap_or("(untitled)");
+            let at = format!("{}, panel \"{name}\"", self.file);
             if let Some(id) = panel["id"].as_u64()
                 && !panel_ids.insert(id)
             {
-                problems.push(format!("{at}: panel id {id} is used twice"));
+                self.problems
+                    .push(format!("{at}: panel id {id} is used twice"));
             }
             if panel["description"].as_str().is_none_or(str::is_empty) {
-                problems.push(format!(
+                self.problems.push(format!(
                     "{at}: no description (say what question the panel answers)"
                 ));
             }
@@ -271,60 +298,155 @@ pub fn lint(dashboards: &[(PathBuf, Value)], datasource_uids: &BTreeSet<String>)
                 .chain(targets.iter().map(|t| &t["datasource"]))
                 .filter(|s| !s.is_null())
             {
-                lint_datasource(&at, source, datasource_uids, &mut problems);
+                self.datasource(&at, source);
             }
             if targets.is_empty() {
-                problems.push(format!("{at}: no query"));
+                self.problems.push(format!("{at}: no query"));
             }
             for target in targets {
-                let Some(expr) = target["expr"].as_str() else {
-                    continue;
-                };
-                let Some(metrics) = lint_promql(&at, expr, &mut problems) else {
-                    continue;
-                };
-                shows_faultable_metrics |= metrics
-                    .iter()
-                    .any(|m| FAULT_AFFECTED.iter().any(|f| m.contains(f)));
-                if is_latency(expr) {
-                    if target["exemplar"] != true {
-                        problems.push(format!(
-                            "{at}: a latency query without \"exemplar\": true (the dots that open a request's trace)"
-                        ));
-                    }
-                    if !metrics.iter().any(|m| is_raw_bucket(m)) {
-                        problems.push(format!(
-                            "{at}: a latency query that reads no raw `_bucket` series, so it has no exemplars (recording rules carry none): {expr}"
-                        ));
-                    }
-                }
+                shows_faultable_metrics |= self.target(&at, target);
             }
         }
+        shows_faultable_metrics
+    }
+
+    /// One query of a panel; whether it shows a metric that an injected fault changes.
+    fn target(&mut self, at: &str, target: &Value) -> bool {
+        let Some(expr) = target["expr"].as_str() else {
+            return false;
+        };
+        if is_latency(expr) && target["exemplar"] != true {
+            self.problems.push(format!(
+                "{at}: a latency query without \"exemplar\": true (the dots that open a request's trace)"
+            ));
+        }
+        let Some(metrics) = self.selected_metrics(at, expr) else {
+            return false;
+        };
+        if is_latency(expr) && !metrics.iter().any(|m| is_raw_bucket(m)) {
+            self.problems.push(format!(
+                "{at}: a latency query that reads no raw `_bucket` series, so it has no exemplars (recording rules carry none): {expr}"
+            ));
+        }
+        metrics
+            .iter()
+            .any(|m| FAULT_AFFECTED.iter().any(|f| m.contains(f)))
+    }
+
+    /// Every annotation; whether one marks faults (reads [`FAULT_METRIC`]).
+    fn annotations(&mut self, dashboard: &Value) -> bool {
         let mut marks_faults = false;
         for annotation in annotations(dashboard) {
             let name = annotation["name"].as_str().unwrap_or("(unnamed)");
-            let at = format!("{file}, annotation \"{name}\"");
-            lint_datasource(
-                &at,
-                &annotation["datasource"],
-                datasource_uids,
-                &mut problems,
-            );
+            let at = format!("{}, annotation \"{name}\"", self.file);
+            self.datasource(&at, &annotation["datasource"]);
             let Some(expr) = annotation_expr(annotation) else {
-                problems.push(format!("{at}: no query (`expr`)"));
+                self.problems.push(format!("{at}: no query (`expr`)"));
                 continue;
             };
-            if let Some(metrics) = lint_promql(&at, expr, &mut problems) {
+            if let Some(metrics) = self.selected_metrics(&at, expr) {
                 marks_faults |= metrics.contains(FAULT_METRIC);
             }
         }
-        if shows_faultable_metrics && !marks_faults {
-            problems.push(format!(
-                "{file}: its panels show what an injected fault changes, but no annotation on `{FAULT_METRIC}` marks the faults"
-            ));
+        marks_faults
+    }
+
+    fn datasource(&mut self, at: &str, source: &Value) {
+        lint_datasource(at, source, self.datasource_uids, self.problems);
+    }
+
+    /// The metrics `expr` selects: `None` without a PromQL reader, or after noting that
+    /// it does not parse.
+    fn selected_metrics(&mut self, at: &str, expr: &str) -> Option<BTreeSet<String>> {
+        let read = self.promql?;
+        read(&substitute(expr, "gateway-service"))
+            .map_err(|error| {
+                self.problems
+                    .push(format!("{at}: the query does not parse ({error}): {expr}"));
+            })
+            .ok()
+    }
+}
+
+/// Every PromQL query of the dashboards (panels and annotations), with where it is
+/// (`file, panel "title"`), as [`lint`] names places.
+pub fn located_queries(dashboards: &[(PathBuf, Value)]) -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for (path, dashboard) in dashboards {
+        let file = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for panel in panels(dashboard) {
+            let name = panel["title"].as_str().unwrap_or("(untitled)");
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    queries.push((format!("{file}, panel \"{name}\""), expr.to_owned()));
+                }
+            }
+        }
+        for annotation in annotations(dashboard) {
+            let name = annotation["name"].as_str().unwrap_or("(unnamed)");
+            if let Some(expr) = annotation_expr(annotation) {
+                queries.push((format!("{file}, annotation \"{name}\""), expr.to_owned()));
+            }
         }
     }
-    problems
+    queries
+}
+
+/// The name of the recording rule that carries query `index` in the file promtool checks.
+fn rule_name(index: usize) -> String {
+    format!("dashboard_query_{index}")
+}
+
+/// Every query that Prometheus's own parser rejects, one line each naming where it is:
+/// promtool checks a rules file with one recording rule per query (Grafana's variables
+/// substituted). `None` when promtool is not on PATH.
+pub fn promql_syntax_problems(queries: &[(String, String)]) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(promtool) = crate::cmd::find_on_path("promtool") else {
+        return Ok(None);
+    };
+    let rules: Vec<serde_json::Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(index, (_, expr))| {
+            serde_json::json!({ "record": rule_name(index), "expr": substitute(expr, "gateway-service") })
+        })
+        .collect();
+    // A name of its own for each check, even for two at once in one process (the tests).
+    static CHECKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let check = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!(
+        "xtask-dashboard-queries-{}-{check}.rules.yml",
+        std::process::id()
+    ));
+    // JSON is YAML, and serde_json quotes every expression safely.
+    let groups = serde_json::json!({ "groups": [{ "name": "dashboards", "rules": rules }] });
+    std::fs::write(&file, groups.to_string())
+        .with_context(|| format!("writing {}", file.display()))?;
+    let verdict = crate::cmd::Cmd::new(promtool, "checking the dashboards' PromQL")
+        .args(["check", "rules"])
+        .arg(&file)
+        .verdict();
+    let _ = std::fs::remove_file(&file);
+    let (passed, said) = verdict?;
+    if passed {
+        return Ok(Some(Vec::new()));
+    }
+    let problems = queries
+        .iter()
+        .enumerate()
+        .filter_map(|(index, (at, expr))| {
+            let marker = format!("\"{}\": ", rule_name(index));
+            let line = said.lines().find(|line| line.contains(&marker))?;
+            let error = &line[line.find(&marker)? + marker.len()..];
+            Some(format!("{at}: the query does not parse ({error}): {expr}"))
+        })
+        .collect::<Vec<_>>();
+    if problems.is_empty() {
+        bail!("promtool rejected the dashboards' queries, naming none of them:\n{said}");
+    }
+    Ok(Some(problems))
 }
 
 fn lint_datasource(
@@ -347,32 +469,9 @@ fn lint_datasource(
     }
 }
 
-/// The metrics `expr` selects, or `None` after noting that it does not parse.
-fn lint_promql(at: &str, expr: &str, problems: &mut Vec<String>) -> Option<BTreeSet<String>> {
-    selected_metrics(expr)
-        .map_err(|error| problems.push(format!("{at}: the query does not parse ({error}): {expr}")))
-        .ok()
-}
-
 impl DashboardsArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let root = workspace_root();
-        let dashboards = load(&dashboards_dir())?;
-        let uids = provisioned_datasource_uids(&root)?;
-        let problems = lint(&dashboards, &uids);
-        for problem in &problems {
-            println!("FAIL  {problem}");
-        }
-        if !problems.is_empty() {
-            bail!("{} problem(s) in grafana/dashboards/", problems.len());
-        }
-        println!(
-            "ok    {} dashboards, {} panel queries, {} annotation queries: datasources provisioned, \
-             PromQL parses, every panel described, latency panels carry exemplars, faults marked",
-            dashboards.len(),
-            panel_queries(&dashboards).len(),
-            annotation_queries(&dashboards).len()
-        );
+        check_dashboards()?;
         if self.check {
             return Ok(());
         }
@@ -386,6 +485,45 @@ impl DashboardsArgs {
         }
         Ok(())
     }
+}
+
+/// The lint, and the PromQL syntax by promtool when it is on PATH; prints each problem
+/// and fails when there is one.
+fn check_dashboards() -> anyhow::Result<()> {
+    let dashboards = load(&dashboards_dir())?;
+    let uids = provisioned_datasource_uids(&workspace_root())?;
+    let mut problems = lint(&dashboards, &uids, None);
+    let syntax = promql_syntax_problems(&located_queries(&dashboards))?;
+    problems.extend(syntax.iter().flatten().cloned());
+    for problem in &problems {
+        println!("FAIL  {problem}");
+    }
+    if !problems.is_empty() {
+        bail!("{} problem(s) in grafana/dashboards/", problems.len());
+    }
+    println!(
+        "ok    {} dashboards, {} panel queries, {} annotation queries: datasources provisioned, \
+         every panel described, latency panels ask for exemplars{}",
+        dashboards.len(),
+        panel_queries(&dashboards).len(),
+        annotation_queries(&dashboards).len(),
+        if syntax.is_some() {
+            ", PromQL parses (promtool)"
+        } else {
+            ""
+        }
+    );
+    if syntax.is_none() {
+        println!(
+            "--    PromQL syntax not checked: promtool is not on PATH. {}",
+            crate::cmd::how_to_get("promtool")
+        );
+    }
+    println!(
+        "--    the rules that read PromQL's syntax tree (latency panels read raw `_bucket` \
+         series, faults are marked) run in the tests: cargo test -p xtask --test it -- grafana::"
+    );
+    Ok(())
 }
 
 /// The `grafana-dashboards` ConfigMap out of the rendered manifests.

@@ -89,9 +89,6 @@ pub enum Command {
     /// Measure throughput, telemetry cost, memory, start-up and the load generator
     /// against peers, in one run; write docs/benchmarks.md
     Bench(bench::BenchArgs),
-    /// A server the benchmark runs in its own process (hello-world, OTLP receiver)
-    #[command(hide = true)]
-    BenchServer(bench::servers::ServerArgs),
 }
 
 impl Command {
@@ -112,7 +109,6 @@ impl Command {
             Command::Clean(args) => args.run().await,
             Command::Codegen(args) => args.run(),
             Command::Bench(args) => args.run().await,
-            Command::BenchServer(args) => args.run().await,
         }
     }
 }

@@ -2,15 +2,14 @@
 //! this machine, and written to docs/benchmarks.md.
 //!
 //! Everything measured is a release build in its own process: the seven services, the
-//! hello-world baseline, the OTLP receiver and this project's load generator (the
-//! release xtask binary), beside oha and wrk.
+//! hello-world baseline and the OTLP receiver (the `bench-server` crate) and this
+//! project's load generator (the release xtask binary), beside oha and wrk.
 
 mod footprint;
 mod load;
 mod machine;
 mod mesh;
 mod report;
-pub mod servers;
 
 use std::{
     path::{Path, PathBuf},
@@ -80,40 +79,34 @@ pub struct BenchArgs {
     pub profile: String,
 }
 
+/// The path the bench servers' hello-world answers on, the one the load generators use.
+const HELLO_PATH: &str = contract::endpoints::DATA;
+
 /// The endpoints measured on the mesh, in this order.
 const MESH_ENDPOINTS: [Endpoint; 2] = [Endpoint::Action, Endpoint::Data];
 
 impl BenchArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let work = workspace_root().join("target").join("bench");
-        let output = std::path::absolute(&self.output)?;
-        // Fail on an unwritable output now, not after minutes of measuring.
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {} for --output", dir.display()))?;
-        }
+        let output = output_file(&self.output)?;
         let shape = Shape {
             connections: self.connections,
             duration: Duration::from_secs(self.duration.unwrap_or(if self.quick { 3 } else { 30 })),
         };
-        let starts = if self.quick { 5 } else { 20 };
-
         let machine = Machine::detect();
         eprintln!("bench: {machine}");
         step(&format!(
-            "building the services and xtask with the `{}` profile",
+            "building the services, xtask and the bench servers with the `{}` profile",
             self.profile
         ));
         let binaries = build(&self.profile)?;
         let graph = mesh::write_zero_work_topology(&work)?;
 
-        let (mut otlp, otlp_address) = start_server(&binaries.xtask, "otlp", &work).await?;
+        let (mut otlp, otlp_address) = start_server(&binaries.bench_server, "otlp", &work).await?;
         let otlp_endpoint = format!("http://{otlp_address}");
-
         let generators = self
             .generators_against_hello(&binaries, &work, &shape, machine.cores)
             .await?;
-
         let meshes = MeshBench {
             xtask: &binaries.xtask,
             graph: &graph,
@@ -121,51 +114,11 @@ impl BenchArgs {
             work: &work,
             shape: &shape,
         };
-        step("the mesh, span export on (idle memory, then load)");
-        let exporting = meshes
-            .measure(
-                &binaries.service,
-                Build::Host,
-                Telemetry::Spans,
-                &MESH_ENDPOINTS,
-            )
-            .await?;
-        let mut mesh_runs: Vec<MeshRun> = exporting.runs;
-        for telemetry in [
-            Telemetry::SpansWithoutExemplars,
-            Telemetry::IdsOnly,
-            Telemetry::TracingOff,
-        ] {
-            step(&format!("the mesh, {}", telemetry.describe()));
-            let measured = meshes
-                .measure(&binaries.service, Build::Host, telemetry, &MESH_ENDPOINTS)
-                .await?;
-            mesh_runs.extend(measured.runs);
-        }
+        let mesh = meshes.measure_all(&binaries.service).await?;
 
-        step("the image's static (musl) binary: the mesh, span export on, and tracing off");
-        let image_runs = meshes.measure_image().await.map_err(|e| format!("{e:#}"));
-        let image_runs_skipped = match image_runs {
-            Ok(runs) => {
-                mesh_runs.extend(runs);
-                None
-            }
-            Err(why) => {
-                eprintln!("bench: not measuring the image's binary: {why}");
-                Some(why)
-            }
-        };
-
-        step(&format!("start-up time, {starts} starts"));
-        let startup = footprint::startup_times(
-            &binaries.service,
-            &graph.file,
-            &otlp_endpoint,
-            &work.join("logs").join("startup.log"),
-            starts,
-        )
-        .await
-        .map_err(|e| format!("{e:#}"));
+        let startup = meshes
+            .startup_times(&binaries.service, if self.quick { 5 } else { 20 })
+            .await;
         let spans_received = stop_otlp(&mut otlp).await?;
 
         step("incremental rebuild of the image's binary, and the image");
@@ -179,21 +132,15 @@ impl BenchArgs {
             date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             shape,
             generators,
-            mesh: mesh_runs,
+            mesh: mesh.runs,
             spans_received,
-            memory_idle: exporting.memory_idle,
-            memory_loaded: exporting.memory_loaded,
+            memory_idle: mesh.memory_idle,
+            memory_loaded: mesh.memory_loaded,
             startup,
             image,
-            image_runs_skipped,
+            image_runs_skipped: mesh.image_runs_skipped,
         };
-        let markdown = results.markdown();
-        println!("{markdown}");
-        let existing = std::fs::read_to_string(&output).ok();
-        std::fs::write(&output, splice(existing.as_deref(), &markdown))
-            .with_context(|| format!("writing --output {}", output.display()))?;
-        eprintln!("bench: results written to {}", output.display());
-        Ok(())
+        write_results(&output, &results.markdown())
     }
 
     async fn generators_against_hello(
@@ -210,8 +157,8 @@ impl BenchArgs {
         .map_err(|e| format!("{e:#}"));
         let wrk = load::find_wrk().map_err(|e| format!("{e:#}"));
 
-        let (mut hello, address) = start_server(&binaries.xtask, "hello", work).await?;
-        let url = format!("http://{address}{}", servers::HELLO_PATH);
+        let (mut hello, address) = start_server(&binaries.bench_server, "hello", work).await?;
+        let url = format!("http://{address}{HELLO_PATH}");
         let mut generators = Vec::new();
         step("xtask traffic -> hello-world");
         generators.push((
@@ -265,23 +212,52 @@ fn step(what: &str) {
     eprintln!("bench: {what}");
 }
 
+/// `--output` made absolute, its directory created: an unwritable output fails now, not
+/// after minutes of measuring.
+fn output_file(output: &Path) -> anyhow::Result<PathBuf> {
+    let output = std::path::absolute(output)?;
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for --output", dir.display()))?;
+    }
+    Ok(output)
+}
+
+/// Prints the results and puts them into `output` between the markers, keeping the rest.
+fn write_results(output: &Path, markdown: &str) -> anyhow::Result<()> {
+    println!("{markdown}");
+    let existing = std::fs::read_to_string(output).ok();
+    std::fs::write(output, splice(existing.as_deref(), markdown))
+        .with_context(|| format!("writing --output {}", output.display()))?;
+    eprintln!("bench: results written to {}", output.display());
+    Ok(())
+}
+
 struct Binaries {
     service: PathBuf,
     xtask: PathBuf,
+    /// The hello-world and the OTLP receiver (`xtask/bench-server`).
+    bench_server: PathBuf,
 }
 
-/// Builds the services and xtask with Cargo's `profile`, for this machine.
+/// Builds the services, xtask (the project's load generator) and the bench servers with
+/// Cargo's `profile`, for this machine. One cargo invocation: the three share their
+/// dependencies' features, so each dependency compiles once for the run. The bench
+/// servers are a crate of their own so that the gRPC server and the OTLP protocol code
+/// are compiled here only, never by the `cargo xtask` that every command builds first.
 fn build(profile: &str) -> anyhow::Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     Cmd::new(cargo, format!("building the `{profile}` binaries"))
         .args(["build", "--profile", profile])
         .args(["--package", "mock-service", "--package", "xtask"])
+        .args(["--package", "bench-server"])
         .current_dir(workspace_root())
         .run()?;
     let out = crate::target_dir().join(profile_dir(profile));
     Ok(Binaries {
         service: out.join("mock-service"),
         xtask: out.join("xtask"),
+        bench_server: out.join("bench-server"),
     })
 }
 
@@ -303,6 +279,15 @@ struct MeshBench<'a> {
     shape: &'a Shape,
 }
 
+/// Every mesh of the run: the runs, the memory of the first (span export on), and why the
+/// image's binary was not measured, if it was not.
+struct MeshFigures {
+    runs: Vec<MeshRun>,
+    memory_idle: Vec<(String, footprint::Memory)>,
+    memory_loaded: Vec<(String, footprint::Memory)>,
+    image_runs_skipped: Option<String>,
+}
+
 /// One mesh: its runs, and each service's memory before and after them.
 struct MeshMeasurement {
     runs: Vec<MeshRun>,
@@ -311,6 +296,44 @@ struct MeshMeasurement {
 }
 
 impl MeshBench<'_> {
+    /// The host build of `service` with each telemetry setting, then the image's binary.
+    async fn measure_all(&self, service: &Path) -> anyhow::Result<MeshFigures> {
+        step("the mesh, span export on (idle memory, then load)");
+        let exporting = self
+            .measure(service, Build::Host, Telemetry::Spans, &MESH_ENDPOINTS)
+            .await?;
+        let mut runs: Vec<MeshRun> = exporting.runs;
+        for telemetry in [
+            Telemetry::SpansWithoutExemplars,
+            Telemetry::IdsOnly,
+            Telemetry::TracingOff,
+        ] {
+            step(&format!("the mesh, {}", telemetry.describe()));
+            let measured = self
+                .measure(service, Build::Host, telemetry, &MESH_ENDPOINTS)
+                .await?;
+            runs.extend(measured.runs);
+        }
+        step("the image's static (musl) binary: the mesh, span export on, and tracing off");
+        let image_runs_skipped = match self.measure_image().await {
+            Ok(image_runs) => {
+                runs.extend(image_runs);
+                None
+            }
+            Err(why) => {
+                let why = format!("{why:#}");
+                eprintln!("bench: not measuring the image's binary: {why}");
+                Some(why)
+            }
+        };
+        Ok(MeshFigures {
+            runs,
+            memory_idle: exporting.memory_idle,
+            memory_loaded: exporting.memory_loaded,
+            image_runs_skipped,
+        })
+    }
+
     /// Starts the mesh of `binary`, drives each of `endpoints` at full speed one after
     /// the other, and stops it.
     async fn measure(
@@ -359,6 +382,20 @@ impl MeshBench<'_> {
         })
     }
 
+    /// How long `service` takes to be ready, over `starts` starts.
+    async fn startup_times(&self, service: &Path, starts: usize) -> Result<Vec<Duration>, String> {
+        step(&format!("start-up time, {starts} starts"));
+        footprint::startup_times(
+            service,
+            &self.graph.file,
+            self.otlp_endpoint,
+            &self.work.join("logs").join("startup.log"),
+            starts,
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))
+    }
+
     /// The image's static binary, POST /api/action with span export on and tracing off.
     async fn measure_image(&self) -> anyhow::Result<Vec<MeshRun>> {
         let binary = build_binary(Runner { dry_run: false })?;
@@ -373,10 +410,14 @@ impl MeshBench<'_> {
     }
 }
 
-/// Starts `xtask bench-server KIND` and reads the address from its first line.
-async fn start_server(xtask: &Path, kind: &str, work: &Path) -> anyhow::Result<(Child, String)> {
-    let mut child = Cmd::new(xtask, format!("starting the {kind} server"))
-        .args(["bench-server", kind])
+/// Starts `bench-server KIND` and reads the address from its first line.
+async fn start_server(
+    bench_server: &Path,
+    kind: &str,
+    work: &Path,
+) -> anyhow::Result<(Child, String)> {
+    let mut child = Cmd::new(bench_server, format!("starting the {kind} server"))
+        .arg(kind)
         .current_dir(work)
         .spawn_piped()?;
     let stdout = child.stdout.as_mut().context("no stdout")?;

@@ -8,11 +8,10 @@ use contract::topology::{Route, Topology};
 use loadgen::Endpoint;
 
 use super::{
-    MESH_ENDPOINTS,
+    HELLO_PATH, MESH_ENDPOINTS,
     footprint::Memory,
     load::{Load, Shape},
     machine::Machine,
-    servers::HELLO_PATH,
 };
 
 pub const RESULTS_START: &str =

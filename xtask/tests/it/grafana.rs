@@ -3,16 +3,43 @@
 //! exemplars, and faults are marked by annotations that the real PromQL engine (promtool)
 //! evaluates to exactly the faults in force.
 
-use std::process::Command;
+use std::{collections::BTreeSet, process::Command};
 
+use promql_parser::{
+    parser::Expr,
+    util::{ExprVisitor, walk_expr},
+};
 use serde_json::Value;
 use xtask::{
     dashboards::{
-        FAULT_METRIC, annotation_queries, dashboards_dir, lint, load, panel_queries,
-        provisioned_datasource_uids, selected_metrics, substitute,
+        FAULT_METRIC, annotation_queries, dashboards_dir, lint, load, located_queries,
+        panel_queries, promql_syntax_problems, provisioned_datasource_uids, substitute,
     },
     workspace_root,
 };
+
+/// The metric names a PromQL expression selects (Grafana's variables substituted), or
+/// the parser's error: the reading the lint's syntax-tree rules need, which xtask itself
+/// does not compile (`xtask::dashboards::SelectedMetrics`).
+fn selected_metrics(expr: &str) -> Result<BTreeSet<String>, String> {
+    struct Names(BTreeSet<String>);
+    impl ExprVisitor for Names {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            let selector = match expr {
+                Expr::VectorSelector(selector) => Some(selector),
+                Expr::MatrixSelector(matrix) => Some(&matrix.vs),
+                _ => None,
+            };
+            self.0.extend(selector.and_then(|s| s.name.clone()));
+            Ok(true)
+        }
+    }
+    let parsed = promql_parser::parser::parse(&substitute(expr, "gateway-service"))?;
+    let mut names = Names(BTreeSet::new());
+    let Ok(_) = walk_expr(&mut names, &parsed);
+    Ok(names.0)
+}
 
 #[test]
 fn the_committed_dashboards_pass_the_lint() {
@@ -22,7 +49,7 @@ fn the_committed_dashboards_pass_the_lint() {
         uids.iter().map(String::as_str).collect::<Vec<_>>(),
         ["alertmanager", "jaeger", "prometheus"]
     );
-    let problems = lint(&dashboards, &uids);
+    let problems = lint(&dashboards, &uids, Some(&selected_metrics));
     assert!(problems.is_empty(), "{problems:#?}");
 
     let titles: Vec<&str> = dashboards
@@ -64,10 +91,9 @@ fn the_guides_queries_are_on_the_dashboards() {
     }
 }
 
-#[test]
-fn the_lint_names_what_is_wrong_and_where() {
+/// The committed dashboards with one of each mistake the lint knows.
+fn broken_dashboards() -> Vec<(std::path::PathBuf, Value)> {
     let mut dashboards = load(&dashboards_dir()).expect("dashboards load");
-    let uids = provisioned_datasource_uids(&workspace_root()).expect("datasources load");
     let (_, overview) = dashboards
         .iter_mut()
         .find(|(p, _)| p.ends_with("overview.json"))
@@ -102,7 +128,14 @@ fn the_lint_names_what_is_wrong_and_where() {
     let duplicate = dashboards[0].1.clone();
     dashboards.push(("copy.json".into(), duplicate));
 
-    let problems = lint(&dashboards, &uids).join("\n");
+    dashboards
+}
+
+#[test]
+fn the_lint_names_what_is_wrong_and_where() {
+    let dashboards = broken_dashboards();
+    let uids = provisioned_datasource_uids(&workspace_root()).expect("datasources load");
+    let problems = lint(&dashboards, &uids, Some(&selected_metrics)).join("\n");
     assert!(
         problems.contains("overview.json, panel \"Total request rate\": no description"),
         "{problems}"
@@ -147,6 +180,53 @@ fn the_lint_names_what_is_wrong_and_where() {
             "service.json: its panels show what an injected fault changes, but no annotation on `{FAULT_METRIC}` marks the faults"
         )),
         "{problems}"
+    );
+}
+
+/// `cargo xtask dashboards` compiles no PromQL parser: its lint leaves the rules that
+/// need a syntax tree to the tests, and Prometheus's own parser (promtool) finds the
+/// queries that do not parse, each named by file and panel or annotation.
+#[test]
+fn without_a_parser_the_lint_checks_structure_and_promtool_the_syntax() {
+    let dashboards = broken_dashboards();
+    let uids = provisioned_datasource_uids(&workspace_root()).expect("datasources load");
+    let problems = lint(&dashboards, &uids, None).join("\n");
+    for expected in [
+        "overview.json, panel \"Total request rate\": no description",
+        "overview.json, panel \"Latency by service (p50, p95, p99)\": a latency query without \"exemplar\": true",
+        "overview.json, annotation \"Fault active\": datasource uid `loki` is not provisioned",
+        "copy.json: uid `mesh-inter-service` is used by another dashboard",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing `{expected}` in:\n{problems}"
+        );
+    }
+    for needs_a_tree in ["does not parse", "raw `_bucket`", "no annotation on"] {
+        assert!(!problems.contains(needs_a_tree), "{problems}");
+    }
+
+    let Some(_) = crate::support::require("promtool", "apt-get install prometheus, or nix develop")
+    else {
+        return;
+    };
+    let committed = load(&dashboards_dir()).expect("dashboards load");
+    let clean = promql_syntax_problems(&located_queries(&committed)).expect("promtool runs");
+    assert_eq!(clean, Some(Vec::new()));
+    let syntax = promql_syntax_problems(&located_queries(&dashboards))
+        .expect("promtool runs")
+        .expect("promtool is on PATH");
+    assert_eq!(syntax.len(), 2, "{syntax:#?}");
+    assert!(
+        syntax[0]
+            .starts_with("overview.json, panel \"Total request rate\": the query does not parse (")
+            && syntax[0].ends_with("): sum(rate(http_requests_total[1m])"),
+        "{syntax:#?}"
+    );
+    assert!(
+        syntax[1]
+            .starts_with("overview.json, annotation \"Fault active\": the query does not parse ("),
+        "{syntax:#?}"
     );
 }
 
@@ -438,8 +518,9 @@ fn the_alertmanager_datasource_shows_prometheus_alerts() {
     assert_eq!(alertmanager["jsonData"]["implementation"], "prometheus");
 }
 
-/// With no Grafana on :3000 and no kind on PATH, `cargo xtask dashboards` says that it
-/// reloaded no Grafana, and why, instead of claiming a reload.
+/// With no Grafana on :3000, no kind and no promtool on PATH, `cargo xtask dashboards`
+/// says that it reloaded no Grafana and checked no PromQL syntax, and why, instead of
+/// claiming either.
 #[test]
 fn dashboards_says_plainly_when_no_grafana_was_reloaded() {
     // A local mesh started by another test of this binary would have its Grafana on :3000
@@ -460,6 +541,7 @@ fn dashboards_says_plainly_when_no_grafana_was_reloaded() {
         String::from_utf8_lossy(&output.stderr)
     );
     for line in [
+        "--    PromQL syntax not checked: promtool is not on PATH.",
         "--    local Grafana: none (nothing answers on :3000)",
         "--    kind cluster: none (kind is not installed)",
         "no Grafana reloaded: none runs here.",
