@@ -166,7 +166,8 @@ impl<'a> Run<'a> {
     fn open_connection(&mut self) {
         if let Some(open) = &self.open {
             let worker = self.registry.worker(self.target, self.halt.clone());
-            self.tasks.spawn(worker.serve_schedule(Arc::clone(&open.pool)));
+            self.tasks
+                .spawn(worker.serve_schedule(Arc::clone(&open.pool)));
         }
     }
 

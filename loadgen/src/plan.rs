@@ -35,10 +35,11 @@ pub struct Plan {
 
 impl Plan {
     /// The default cap of the open model's connections. By Little's law the connections
-    /// in use are the rate times the time per request: the default mix's mean is about
-    /// 0.15 s (a tenth of it is `/api/slow`, 0.5 to 2 s), so 100 carry several hundred
-    /// requests per second of it, while an overloaded target is not flooded with
-    /// connections without a word: the report says when the cap was reached.
+    /// in use are the rate times the time per request, and a tenth of the default mix is
+    /// `/api/slow` (0.5 to 2 s): docs/traffic.md's example, 200 requests/s of that mix,
+    /// opened 43 against the local mesh. The cap leaves room above that, and keeps an
+    /// overloaded target from being flooded with connections without a word: the
+    /// report says when the cap was reached.
     pub const MAX_CONNECTIONS: u32 = 100;
 }
 

@@ -177,11 +177,7 @@ impl Pool {
 
     /// After the run: counts the requests still waiting as not sent, and returns each
     /// endpoint's not-sent count with the schedule's summary.
-    pub fn finish(
-        &self,
-        rate: Rate,
-        connections: u32,
-    ) -> ([u64; Endpoint::ALL.len()], Schedule) {
+    pub fn finish(&self, rate: Rate, connections: u32) -> ([u64; Endpoint::ALL.len()], Schedule) {
         let mut queue = self.lock();
         let queued_at_end = queue.jobs.len() as u64;
         while let Some(job) = queue.jobs.pop_front() {

@@ -146,7 +146,10 @@ impl Registry {
 
     /// The connections opened so far.
     pub fn len(&self) -> usize {
-        self.workers.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Merges what the workers saw since the last tick, and resets it.

@@ -60,7 +60,10 @@ async fn a_rate_the_connections_cannot_carry_is_reported_with_every_request_coun
         schedule.scheduled
     );
     assert_every_request_counted(&outcome);
-    assert!(total.not_sent > 0 && schedule.dropped_late > 0, "{schedule:?}");
+    assert!(
+        total.not_sent > 0 && schedule.dropped_late > 0,
+        "{schedule:?}"
+    );
     assert_eq!(schedule.connections, 2);
     // What was sent arrived: the server saw every answered request, at most the ones in
     // flight more.

@@ -42,8 +42,8 @@ fn gateway_with_the_mesh_latencies() -> (tokio::runtime::Runtime, String) {
 
 /// docs/traffic.md's `cargo xtask traffic --rate 200 ...` example, as words.
 fn the_documented_rate_example() -> Vec<String> {
-    let docs = std::fs::read_to_string(workspace_root().join("docs/traffic.md"))
-        .expect("docs/traffic.md");
+    let docs =
+        std::fs::read_to_string(workspace_root().join("docs/traffic.md")).expect("docs/traffic.md");
     let line = docs
         .lines()
         .find(|line| line.starts_with("cargo xtask traffic --rate 200 "))
@@ -101,6 +101,12 @@ fn the_documented_rate_example_reaches_its_rate() {
         ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // Its objectives hold on a healthy mesh, so it exits 0.
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let due = 200 * seconds;
     let sent = summary["total"]["requests"].as_u64().expect("requests");
     assert!(
@@ -113,10 +119,16 @@ fn the_documented_rate_example_reaches_its_rate() {
     assert_eq!(summary["warnings"], serde_json::json!([]), "{stdout}");
     assert!(!stdout.contains("WARNING"), "{stdout}");
     let total = &summary["total"];
-    let parts: u64 = ["successes", "expected_errors", "failures", "in_flight", "not_sent"]
-        .iter()
-        .map(|part| total[part].as_u64().expect("a count"))
-        .sum();
+    let parts: u64 = [
+        "successes",
+        "expected_errors",
+        "failures",
+        "in_flight",
+        "not_sent",
+    ]
+    .iter()
+    .map(|part| total[part].as_u64().expect("a count"))
+    .sum();
     assert_eq!(Some(parts), schedule["scheduled"].as_u64(), "{summary}");
 }
 
@@ -153,6 +165,26 @@ fn a_rate_the_connections_cannot_carry_is_reported() {
 }
 
 #[test]
+fn old_command_lines_keep_their_connections() {
+    use clap::Parser as _;
+    let settings = |args: &[&str]| {
+        let cli = xtask::Cli::try_parse_from(["cargo xtask", "traffic"].iter().chain(args))
+            .expect("parses");
+        match cli.command {
+            xtask::Command::Traffic(traffic) => traffic.settings(),
+            other => panic!("not traffic: {other:?}"),
+        }
+    };
+    let default = settings(&["--rate", "200"]);
+    assert_eq!((default.users, default.max_connections), (5, 100));
+    // --users above the default cap raises it, as the connections it asked for.
+    let many = settings(&["--rate", "400", "--users", "300"]);
+    assert_eq!((many.users, many.max_connections), (300, 300));
+    let capped = settings(&["--rate", "400", "--max-connections", "8"]);
+    assert_eq!((capped.users, capped.max_connections), (5, 8));
+}
+
+#[test]
 fn contradicting_connection_flags_are_named() {
     for (args, said) in [
         (
@@ -163,6 +195,10 @@ fn contradicting_connection_flags_are_named() {
             &["--max-connections", "4"],
             "--max-connections caps the connections of the open model: give --rate too",
         ),
+        (
+            &["--rate", "10", "--max-connections", "0"],
+            "--max-connections",
+        ),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("traffic")
@@ -171,6 +207,9 @@ fn contradicting_connection_flags_are_named() {
             .output()
             .expect("run xtask");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success() && stderr.contains(said), "{stderr}");
+        assert!(
+            !output.status.success() && stderr.contains(said),
+            "{stderr}"
+        );
     }
 }
