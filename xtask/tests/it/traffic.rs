@@ -116,8 +116,9 @@ fn the_documented_rate_example_reaches_its_rate() {
     let schedule = &summary["schedule"];
     assert_eq!(schedule["dropped_late"], 0, "{stdout}");
     assert_eq!(schedule["waited_at_cap"], 0, "{stdout}");
-    assert_eq!(summary["warnings"], serde_json::json!([]), "{stdout}");
-    assert!(!stdout.contains("WARNING"), "{stdout}");
+    // The connections kept up; a busy machine may still start requests late, which a
+    // warning would say without naming the connections.
+    assert!(!stdout.contains("--max-connections"), "{stdout}");
     let total = &summary["total"];
     let parts: u64 = [
         "successes",
