@@ -1,7 +1,9 @@
 //! The playground's load generator: virtual users that pause between requests (the
 //! closed model) or a fixed request rate whatever the answers do (the open model), over
 //! the mesh's five request kinds in a chosen mix, each user on its own keep-alive
-//! HTTP/1.1 connection.
+//! HTTP/1.1 connection. The open model opens connections on demand up to a cap, counts
+//! latency from each request's scheduled time, and accounts for every request scheduled:
+//! answered, in flight at the end, or not sent (no connection was free in time).
 //!
 //! It measures latency in HDR histograms, counts `/api/error`'s designed 500s apart from
 //! real failures, checks service-level objectives, and keeps the slowest answered
@@ -48,11 +50,13 @@ mod error;
 mod mix;
 mod plan;
 mod report;
+mod schedule;
 mod slo;
 mod slowest;
 mod stats;
 mod target;
 mod think;
+mod worker;
 
 pub use self::{
     client::{PreflightError, Reachable, preflight},
@@ -61,7 +65,8 @@ pub use self::{
     error::ParseError,
     mix::Mix,
     plan::{Plan, Rate},
-    report::{Report, Row, SloResult, SlowRequestRow},
+    report::{Report, Row, ScheduleRow, SloResult, SlowRequestRow},
+    schedule::Schedule,
     slo::{Objective, Slo},
     slowest::SlowRequest,
     stats::{EndpointStats, Stats},

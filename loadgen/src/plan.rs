@@ -10,14 +10,20 @@ use crate::{error::ParseError, mix::Mix, think::Think};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub mix: Mix,
-    /// Virtual users (closed model), or connections serving the schedule (open model);
-    /// 0 counts as 1.
+    /// Virtual users (closed model), or the connections opened at the start (open model:
+    /// more open on demand, up to `max_connections`); 0 counts as 1.
     pub users: u32,
     /// The pause of a virtual user after each answer (closed model only).
     pub think: Think,
     /// Open model: requests started per second on a fixed schedule, whatever the answers
     /// do; latency counts from the scheduled start, so a stall shows instead of hiding.
     pub rate: Option<Rate>,
+    /// Open model: when every connection is busy at a request's scheduled time, another
+    /// opens, up to this many (at least `users`); beyond it requests wait for a free one.
+    pub max_connections: u32,
+    /// Open model: a request that cannot start within this long of its scheduled time is
+    /// not sent, and counted as such: the wait is bounded, nothing queues forever.
+    pub max_lag: Duration,
     /// `None` runs until cancelled (or until `requests` are done).
     pub duration: Option<Duration>,
     /// Stop after this many requests.
@@ -27,6 +33,16 @@ pub struct Plan {
     pub slowest: usize,
 }
 
+impl Plan {
+    /// The default cap of the open model's connections. By Little's law the connections
+    /// in use are the rate times the time per request, and a tenth of the default mix is
+    /// `/api/slow` (0.5 to 2 s): docs/traffic.md's example, 200 requests/s of that mix,
+    /// opened 43 against the local mesh. The cap leaves room above that, and keeps an
+    /// overloaded target from being flooded with connections without a word: the
+    /// report says when the cap was reached.
+    pub const MAX_CONNECTIONS: u32 = 100;
+}
+
 impl Default for Plan {
     fn default() -> Plan {
         Plan {
@@ -34,6 +50,8 @@ impl Default for Plan {
             users: 5,
             think: Think::REALISTIC,
             rate: None,
+            max_connections: Plan::MAX_CONNECTIONS,
+            max_lag: Duration::from_secs(1),
             duration: Some(Duration::from_secs(300)),
             requests: None,
             slowest: 5,

@@ -113,9 +113,9 @@ async fn the_rate_is_honoured_and_a_stall_shows_as_latency() {
         "{requests} requests at 200/s for 2 s"
     );
 
-    // One connection to a server that needs 20 ms per request can serve 50/s; at 100/s the
-    // schedule falls behind, and latency counted from the schedule keeps growing. The
-    // closed model would report about 20 ms.
+    // One connection (the cap) to a server that needs 20 ms per request can serve 50/s;
+    // at 100/s the schedule falls behind, and latency counted from the schedule keeps
+    // growing. The closed model would report about 20 ms.
     let slow = server::start(Data {
         latency: |_| Duration::from_millis(20),
         ..Data::fast()
@@ -125,6 +125,7 @@ async fn the_rate_is_honoured_and_a_stall_shows_as_latency() {
         &slow.target,
         &Plan {
             users: 1,
+            max_connections: 1,
             rate: Some(Rate::new(100.0).expect("rate")),
             duration: Some(Duration::from_secs(2)),
             ..plan("data=1")

@@ -2,5 +2,6 @@
 //! in-process axum server on a loopback port.
 
 mod engine;
+mod open_model;
 mod server;
 mod slowest;

@@ -1,5 +1,6 @@
 //! A stand-in gateway on 127.0.0.1: the five endpoints, with a latency, a status and an
-//! `x-trace-id` header chosen by the test.
+//! `x-trace-id` header chosen by the test, counting the `/api/data` requests it got and
+//! the most it served at once.
 
 use std::{
     future::Future,
@@ -45,10 +46,30 @@ pub fn trace_id(n: u64) -> String {
 struct Served {
     data: Data,
     requests: AtomicU64,
+    in_progress: AtomicU64,
+    most_at_once: AtomicU64,
+}
+
+/// Counts a request in progress until dropped (also when the client goes away).
+struct InProgress<'a>(&'a Served);
+
+impl<'a> InProgress<'a> {
+    fn new(served: &'a Served) -> InProgress<'a> {
+        let now = served.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+        served.most_at_once.fetch_max(now, Ordering::SeqCst);
+        InProgress(served)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.in_progress.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn data(State(served): State<Arc<Served>>) -> (StatusCode, HeaderMap) {
     let n = served.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_progress = InProgress::new(&served);
     tokio::time::sleep((served.data.latency)(n)).await;
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -62,12 +83,28 @@ async fn data(State(served): State<Arc<Served>>) -> (StatusCode, HeaderMap) {
 pub struct Server {
     pub target: Target,
     pub stop: oneshot::Sender<()>,
+    served: Arc<Served>,
+}
+
+impl Server {
+    /// The `/api/data` requests that arrived.
+    pub fn data_requests(&self) -> u64 {
+        self.served.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most `/api/data` requests in progress at once: one connection carries one at a
+    /// time (HTTP/1.1), so this many connections at least were open together.
+    pub fn most_at_once(&self) -> u64 {
+        self.served.most_at_once.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn start(data_answers: Data) -> Server {
     let served = Arc::new(Served {
         data: data_answers,
         requests: AtomicU64::new(0),
+        in_progress: AtomicU64::new(0),
+        most_at_once: AtomicU64::new(0),
     });
     let router = Router::new()
         // Untraced, as the services' probes are: no x-trace-id.
@@ -79,7 +116,7 @@ pub async fn start(data_answers: Data) -> Server {
             endpoints::ERROR,
             get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
         )
-        .with_state(served);
+        .with_state(Arc::clone(&served));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let target: Target = format!("http://{}", listener.local_addr().expect("addr"))
         .parse()
@@ -92,7 +129,11 @@ pub async fn start(data_answers: Data) -> Server {
             })
             .await
     });
-    Server { target, stop }
+    Server {
+        target,
+        stop,
+        served,
+    }
 }
 
 pub async fn reachable(target: &Target) -> Reachable {

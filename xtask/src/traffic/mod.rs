@@ -20,7 +20,8 @@ Examples:
   DURATION=0 CONCURRENT_USERS=10 cargo xtask traffic # until Ctrl+C, as generate-traffic.sh
   cargo xtask traffic --scenario spike               # a burst of 200 concurrent actions
   cargo xtask traffic --mix data=1 --think 0 --users 64 --duration 10   # maximum load
-  cargo xtask traffic --rate 200 --duration 60 --slo 'p99<500ms,errors<1%' --json run.json")]
+  cargo xtask traffic --rate 200 --duration 60 --slo 'p99<2500ms,errors<1%' --json run.json
+  cargo xtask traffic --rate 1000 --max-connections 400 --duration 30   # more connections")]
 pub struct TrafficArgs {
     // `Default` is for callers (`cargo xtask scenario`) that set a few fields; the
     // command line's defaults are in each `#[arg]`, and in `Scenario::preset`.
@@ -28,7 +29,8 @@ pub struct TrafficArgs {
     #[arg(long, env = "DURATION", value_name = "SECS")]
     pub duration: Option<u64>,
 
-    /// Concurrent virtual users (in --rate mode: connections) [default: 5]
+    /// Concurrent virtual users; with --rate, the connections opened at the start (more
+    /// open on demand, up to --max-connections) [default: 5]
     #[arg(long, env = "CONCURRENT_USERS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub users: Option<u32>,
 
@@ -62,6 +64,16 @@ pub struct TrafficArgs {
     /// answers do; latency counts from the scheduled start, so a stall is not hidden
     #[arg(long, value_name = "PER_SECOND")]
     pub rate: Option<Rate>,
+
+    /// With --rate: when every connection is busy at a request's scheduled time, another
+    /// opens, up to N, so the rate holds. The connections busy at once are the rate times
+    /// the time per request (Little's law; a tenth of the default mix is /api/slow, 0.5 to
+    /// 2 s: 200 requests/s of it kept 43 open on the local mesh). The cap keeps an
+    /// overloaded target from being flooded, and the report warns when it was reached. A
+    /// request with no free connection within 1 s of its scheduled time is not sent, and
+    /// counted as not sent [default: 100, or --users if more]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_connections: Option<u32>,
 
     /// Stop after this many requests
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -101,6 +113,7 @@ impl Default for TrafficArgs {
             mix: None,
             think: None,
             rate: None,
+            max_connections: None,
             requests: None,
             json: None,
             slo: None,
@@ -163,23 +176,51 @@ impl TrafficArgs {
     /// The run the flags ask for: the scenario's preset, each flag given overriding it.
     pub fn settings(&self) -> Plan {
         let preset = Scenario::preset(self.scenario);
+        let users = self.users.unwrap_or(preset.users);
         Plan {
             duration: match self.duration {
                 Some(0) => None,
                 Some(seconds) => Some(Duration::from_secs(seconds)),
                 None => preset.duration,
             },
-            users: self.users.unwrap_or(preset.users),
+            users,
+            // Old command lines (`--rate 400 --users 300`) keep their connections.
+            max_connections: self
+                .max_connections
+                .unwrap_or(preset.max_connections.max(users)),
             mix: self.mix.clone().unwrap_or(preset.mix),
             think: self.think.unwrap_or(preset.think),
             rate: self.rate.or(preset.rate),
             requests: self.requests.or(preset.requests),
             slowest: self.slowest.map_or(preset.slowest, usize::from),
+            ..preset
         }
+    }
+
+    /// The flags that contradict each other, named.
+    fn check(&self, plan: &Plan) -> anyhow::Result<()> {
+        let Some(max) = self.max_connections else {
+            return Ok(());
+        };
+        if plan.rate.is_none() {
+            bail!(
+                "--max-connections caps the connections of the open model: give --rate too \
+                 (without --rate, --users is the number of connections)"
+            );
+        }
+        if plan.users > max {
+            bail!(
+                "--users {} is more than --max-connections {max}: with --rate, --users is the \
+                 connections opened at the start, at most --max-connections",
+                plan.users
+            );
+        }
+        Ok(())
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
         let plan = self.settings();
+        self.check(&plan)?;
         if self.scenario == Some(Scenario::Degradation) {
             eprintln!("{DEGRADATION_HOWTO}");
         }
@@ -259,7 +300,10 @@ fn describe(target: &Target, plan: &Plan) -> String {
         format!("for {} s", d.as_secs())
     });
     let model = match plan.rate {
-        Some(rate) => format!("{rate} requests/s over {} connections", plan.users),
+        Some(rate) => format!(
+            "{rate} requests/s, {} connections at first, up to {}",
+            plan.users, plan.max_connections
+        ),
         None => format!("{} users, think {}", plan.users, plan.think),
     };
     let limit = plan
@@ -290,9 +334,16 @@ impl Progress {
         let p95 = tick.interval_p95.map_or("-".to_owned(), |p| {
             format!("{:.1}ms", p.as_secs_f64() * 1000.0)
         });
+        let counts = match tick.scheduled {
+            Some(scheduled) => format!(
+                "{scheduled} scheduled, {} completed ({} failed), {} not sent, {} connections",
+                tick.requests, tick.failures, tick.not_sent, tick.connections
+            ),
+            None => format!("{} requests, {} failed", tick.requests, tick.failures),
+        };
         let line = format!(
-            "[{elapsed}s{of}] {:.0} req/s, {} requests, {} failed, p95 {p95}",
-            tick.interval_rps, tick.requests, tick.failures
+            "[{elapsed}s{of}] {:.0} req/s, {counts}, p95 {p95}",
+            tick.interval_rps
         );
         if self.terminal {
             eprint!("\r{line}\x1b[K");

@@ -26,3 +26,4 @@ mod support;
 mod tidy;
 mod tiltfile;
 mod trace_ids;
+mod traffic;
