@@ -276,19 +276,24 @@ fn wait_for_spans(receiver: &TraceReceiver, trace_id: &str, at_least: usize) {
     }
 }
 
-/// The gateway's latency has exemplars in Prometheus, and each names a trace the
-/// services really exported: a dot on a latency panel opens a trace that exists.
-fn exemplars_are_traces_the_receiver_got(receiver: &TraceReceiver) {
-    let query = r#"http_request_duration_seconds_bucket{service_name="gateway-service"}"#;
-    let end = std::time::SystemTime::now()
+/// Seconds since the Unix epoch, as Prometheus's API takes them.
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_secs();
+        .as_secs()
+}
+
+/// The gateway's latency has exemplars in Prometheus, and each names a trace the
+/// services really exported: a dot on a latency panel opens a trace that exists.
+/// Only exemplars since `since` count: `cargo xtask local` keeps Prometheus's data
+/// between runs, and an earlier run's traces went to an earlier receiver.
+fn exemplars_are_traces_the_receiver_got(receiver: &TraceReceiver, since: u64) {
+    let query = r#"http_request_duration_seconds_bucket{service_name="gateway-service"}"#;
     let url = format!(
-        "http://127.0.0.1:9090/api/v1/query_exemplars?query={}&start={}&end={}",
+        "http://127.0.0.1:9090/api/v1/query_exemplars?query={}&start={since}&end={}",
         encode(query),
-        end - 600,
-        end + 60
+        unix_seconds() + 60
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let trace_ids = loop {
@@ -448,6 +453,7 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     }
 
     let receiver = TraceReceiver::start();
+    let started = unix_seconds();
     let local = start_local(&["--otlp-endpoint", &receiver.endpoint]);
 
     let smoke = xtask(&["smoke"]);
@@ -499,7 +505,7 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     }
 
     every_dashboard_query_returns_data();
-    exemplars_are_traces_the_receiver_got(&receiver);
+    exemplars_are_traces_the_receiver_got(&receiver, started);
     a_traces_logs_come_from_every_service_in_order(&receiver);
     the_watchdog_alert_reaches_alertmanager();
     faults_are_set_shown_and_always_cleared();
