@@ -15,9 +15,6 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 /// How often the services are scraped: often enough that a 10-second demo shows data.
 pub const SCRAPE_INTERVAL: &str = "5s";
 
-/// Where the committed cluster configuration lives, relative to the repository root.
-pub const KUBERNETES_CONFIG: &str = "prometheus/prometheus-kubernetes.yml";
-
 /// Where the local Prometheus and the Alertmanager it sends alerts to listen, on
 /// 127.0.0.1.
 #[derive(Clone, Copy, Debug)]

@@ -1,3 +1,6 @@
+//! `DownstreamClient`: the instrumented HTTP client for calls to other services (client
+//! spans, `traceparent`, timeouts, per-target metrics).
+
 use std::{fmt, time::Duration};
 
 use bytes::Bytes;

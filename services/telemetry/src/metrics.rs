@@ -1,3 +1,6 @@
+//! The Prometheus registry and the HTTP and downstream metric families, with their
+//! bounded labels and trace exemplars.
+
 use std::{
     borrow::Cow,
     fmt,

@@ -30,8 +30,8 @@ use crate::{
         images::{build_binary, build_image},
     },
     cmd::{Cmd, find_on_path},
+    paths::workspace_root,
     supervisor::terminate,
-    workspace_root,
 };
 use load::{Load, Shape};
 use machine::Machine;
@@ -278,7 +278,7 @@ fn build(profile: &str) -> anyhow::Result<Binaries> {
         .args(["--package", "mock-service", "--package", "xtask"])
         .current_dir(workspace_root())
         .run()?;
-    let out = crate::target_dir().join(profile_dir(profile));
+    let out = crate::paths::target_dir().join(profile_dir(profile));
     Ok(Binaries {
         service: out.join("mock-service"),
         xtask: out.join("xtask"),

@@ -8,8 +8,8 @@ use super::{IMAGE_LABEL, Runner, lifecycle};
 use crate::{
     cmd::{Cmd, find_on_path},
     local::{self, CONTAINER_LABEL},
-    mesh::local::{RunLock, state_dir},
-    workspace_root,
+    mesh::local::RunLock,
+    paths::{GENERATED, in_repo, local_state},
 };
 
 #[derive(Debug, clap::Args)]
@@ -25,16 +25,6 @@ pub struct CleanArgs {
     #[arg(long)]
     pub dry_run: bool,
 }
-
-/// The directories xtask generates, relative to the repository root (`bench-tools`: the
-/// oha that `cargo xtask bench` installed, if it did).
-const GENERATED: [&str; 5] = [
-    "target/local",
-    "target/image",
-    "target/cluster",
-    "target/bench",
-    "target/bench-tools",
-];
 
 impl CleanArgs {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -76,13 +66,13 @@ impl CleanArgs {
             return Ok(());
         }
         for dir in GENERATED {
-            let path = workspace_root().join(dir);
+            let path = in_repo(dir);
             if !path.exists() {
                 continue;
             }
             // target/local holds the lock of a `cargo xtask local` that may be starting
             // (building) now: removed only while no `local` holds it.
-            let _lock = if path == state_dir() {
+            let _lock = if path == local_state() {
                 match RunLock::try_take()? {
                     Ok(lock) => Some(lock),
                     Err(held) => {

@@ -21,10 +21,10 @@ use crate::{
     identity::{
         ProcessIdentity, StaleNote, StaleReason, Standing, gone_within, signal_recorded, standing,
     },
-    mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file, state_dir},
+    mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file},
+    paths::{LOCAL_STATE, local_state, target_dir, workspace_root},
     ports::{self, admin_port, entry_service, service_ports},
     supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, show, tell},
-    target_dir, workspace_root,
 };
 pub use stack::{CONTAINER_LABEL, JaegerFrom, Tool, jaeger_command, jaeger_image};
 
@@ -102,7 +102,7 @@ impl LocalArgs {
         let mut signals = StopSignals::listen()?;
         let launch = self.plan()?;
         let binary = build_service(self.release)?;
-        let state = state_dir();
+        let state = local_state();
         std::fs::create_dir_all(state.join("logs"))
             .with_context(|| format!("creating {}", state.join("logs").display()))?;
 
@@ -424,7 +424,7 @@ fn urls(mesh: &LocalMesh) -> String {
         "\nTry: curl -X POST {}{}\n     cargo xtask traffic --duration 60\nLogs: {}\n",
         mesh.entry_url(),
         endpoints::ACTION,
-        Path::new("target/local/logs").display()
+        Path::new(LOCAL_STATE).join("logs").display()
     ));
     out
 }

@@ -14,8 +14,12 @@ use serde::Deserialize as _;
 
 use crate::{
     cmd::{Cmd, find_on_path, how_to_get},
+    paths::{
+        ALERTMANAGER_CONFIG, COLLECTOR_CONFIG, GRAFANA_DASHBOARDS, GRAFANA_PROVISIONING,
+        JAEGER_CONFIG, JAEGER_MANIFEST, in_repo, workspace_root,
+    },
     ports::Listener,
-    prometheus_config, workspace_root,
+    prometheus_config,
 };
 
 /// A tool to start, and where from.
@@ -115,8 +119,6 @@ pub const JAEGER_CONTAINER: &str = "observability-playground-jaeger";
 /// The label of every container xtask starts: `cargo xtask clean` removes those and no
 /// others.
 pub const CONTAINER_LABEL: &str = "io.observability-playground.started-by=xtask";
-/// The manifest whose image the local Jaeger container runs, so both are one version.
-const JAEGER_MANIFEST: &str = "manifests/base/monitoring/jaeger.yaml";
 
 /// Finds the tools; names each missing one once, with how to get it. Without
 /// `with_trace_backend` (spans go to a receiver of the user's), no collector or Jaeger.
@@ -195,7 +197,7 @@ fn find_jaeger() -> Option<JaegerFrom> {
 
 /// The Jaeger image of the cluster's manifest (`jaegertracing/jaeger:<version>`).
 pub fn jaeger_image() -> anyhow::Result<String> {
-    let path = workspace_root().join(JAEGER_MANIFEST);
+    let path = in_repo(JAEGER_MANIFEST);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
@@ -337,7 +339,7 @@ impl Tool {
                 Cmd::new(path, "starting Alertmanager")
                     .arg(format!(
                         "--config.file={}",
-                        root.join("prometheus").join("alertmanager.yml").display()
+                        in_repo(ALERTMANAGER_CONFIG).display()
                     ))
                     .arg(format!("--storage.path={}", dir.display()))
                     .arg(format!(
@@ -362,10 +364,7 @@ impl Tool {
                     .env("GF_PATHS_DATA", dir.join("data"))
                     .env("GF_PATHS_LOGS", dir.join("logs"))
                     .env("GF_PATHS_PLUGINS", dir.join("plugins"))
-                    .env(
-                        "GF_PATHS_PROVISIONING",
-                        root.join("grafana").join("provisioning"),
-                    )
+                    .env("GF_PATHS_PROVISIONING", in_repo(GRAFANA_PROVISIONING))
                     .env("GF_SECURITY_ADMIN_USER", "admin")
                     .env("GF_SECURITY_ADMIN_PASSWORD", "admin")
                     .env("GF_ANALYTICS_REPORTING_ENABLED", "false")
@@ -373,13 +372,11 @@ impl Tool {
                     .env("PROMETHEUS_URL", "http://127.0.0.1:9090")
                     .env("JAEGER_URL", "http://127.0.0.1:16686")
                     .env("ALERTMANAGER_URL", "http://127.0.0.1:9093")
-                    .env("DASHBOARDS_DIR", root.join("grafana").join("dashboards"))
+                    .env("DASHBOARDS_DIR", in_repo(GRAFANA_DASHBOARDS))
             }
             Tool::Collector(path) => listening_on(
-                Cmd::new(path, "starting the OpenTelemetry Collector").arg(format!(
-                    "--config={}",
-                    root.join("otel").join("collector.yaml").display()
-                )),
+                Cmd::new(path, "starting the OpenTelemetry Collector")
+                    .arg(format!("--config={}", in_repo(COLLECTOR_CONFIG).display())),
                 &COLLECTOR_PORTS,
             )
             .env(
@@ -445,7 +442,7 @@ fn jaeger_published(otlp_port: u16) -> [(ToolPort, u16); 2] {
 /// only); it runs in the foreground with `--rm`, so stopping `docker run` (SIGTERM,
 /// which docker passes on) stops and removes it.
 pub fn jaeger_command(runs: &JaegerFrom, otlp_port: u16) -> Cmd {
-    let config = workspace_root().join("otel").join("jaeger.yaml");
+    let config = in_repo(JAEGER_CONFIG);
     match runs {
         JaegerFrom::Binary(path) => listening_on(
             Cmd::new(path, "starting Jaeger").arg(format!("--config={}", config.display())),
@@ -491,6 +488,7 @@ fn grafana_home(binary: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths;
 
     fn docker_jaeger(behind_collector: bool) -> Tool {
         Tool::Jaeger {
@@ -680,8 +678,7 @@ mod tests {
     /// and the address it defaults to. Fails for a listener left on its tool's default
     /// and for the tool's own metrics port.
     fn listen_variables(file: &str) -> Vec<(String, String, String)> {
-        let text = std::fs::read_to_string(workspace_root().join("otel").join(file))
-            .expect("read the file");
+        let text = std::fs::read_to_string(in_repo(paths::OTEL).join(file)).expect("read the file");
         let config: Value = serde_yaml_ng::from_str(&text).expect("YAML");
         assert_eq!(
             config["service"]["telemetry"]["metrics"]["level"].as_str(),
@@ -768,7 +765,7 @@ mod tests {
     fn jaeger_in_docker_runs_the_clusters_image_on_loopback_ports_only() {
         let image = jaeger_image().expect("image");
         assert!(image.starts_with("jaegertracing/jaeger:2."), "{image}");
-        let config = workspace_root().join("otel/jaeger.yaml");
+        let config = in_repo(JAEGER_CONFIG);
         assert_eq!(
             command_line(&docker_jaeger(false)),
             format!(
@@ -799,8 +796,7 @@ mod tests {
             .expect("a port");
         assert_eq!(published(&command_line(&alone[0]), 4317), port);
         // The file's receiver listens on the container's 4317, the port published above.
-        let config = std::fs::read_to_string(workspace_root().join("otel/jaeger.yaml"))
-            .expect("otel/jaeger.yaml");
+        let config = std::fs::read_to_string(in_repo(JAEGER_CONFIG)).expect("otel/jaeger.yaml");
         assert!(
             config.contains("JAEGER_OTLP_LISTEN:-0.0.0.0:4317"),
             "{config}"

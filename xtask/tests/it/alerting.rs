@@ -9,7 +9,7 @@ use std::{
 
 use contract::topology::Topology;
 use serde_json::{Value as Json, json};
-use xtask::{dashboards, ports::free_ports, workspace_root};
+use xtask::{dashboards, paths::workspace_root, ports::free_ports};
 
 use crate::prometheus::{Running, alert_rules, files_in, get, yaml};
 

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, process::Command};
 
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 /// Crates (by name prefix) that must not be among loadgen's normal dependencies, and
 /// what each would mean.

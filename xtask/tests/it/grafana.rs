@@ -11,7 +11,7 @@ use xtask::{
         FAULT_METRIC, annotation_queries, dashboards_dir, lint, load, panel_queries,
         provisioned_datasource_uids, selected_metrics, substitute,
     },
-    workspace_root,
+    paths::workspace_root,
 };
 
 #[test]
@@ -392,7 +392,7 @@ fn the_cluster_refresh_applies_exactly_the_dashboards_configmap() {
         .args([
             "kustomize",
             xtask::cluster::LOAD_RESTRICTOR,
-            xtask::cluster::OVERLAY,
+            xtask::paths::KIND_OVERLAY,
         ])
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .current_dir(workspace_root())

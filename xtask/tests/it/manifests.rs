@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use contract::topology::Topology;
 use serde::Deserialize as _;
 use serde_json::Value;
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 const LOAD_RESTRICTOR: &str = "--load-restrictor=LoadRestrictionsNone";
 pub const KUBERNETES_VERSION: &str = "1.32.0";

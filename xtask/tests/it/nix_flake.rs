@@ -19,7 +19,7 @@ use std::{
 };
 
 use serde_json::Value;
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 /// One locked input of flake.lock.
 struct Pin {

@@ -12,9 +12,9 @@ use std::{
 
 use serde_yaml_ng::Value;
 use xtask::{
+    paths::workspace_root,
     ports::{free_ports, service_ports},
     prometheus_config::{self, LocalPorts},
-    workspace_root,
 };
 
 /// promtool, or `None` when it is missing (the test then says it skipped).
@@ -39,7 +39,7 @@ fn run(promtool: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn the_committed_kubernetes_config_is_the_generated_one() {
-    let path = workspace_root().join(prometheus_config::KUBERNETES_CONFIG);
+    let path = workspace_root().join(xtask::paths::PROMETHEUS_KUBERNETES_CONFIG);
     let generated = prometheus_config::kubernetes();
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, &generated).expect("write");

@@ -18,7 +18,11 @@ use std::{
 use crate::support::TraceReceiver;
 use contract::topology::{Topology, url_variable};
 use serde_json::{Value, json};
-use xtask::{cmd::find_on_path, ports::GATEWAY_PORT, target_dir, workspace_root};
+use xtask::{
+    cmd::find_on_path,
+    paths::{target_dir, workspace_root},
+    ports::GATEWAY_PORT,
+};
 
 /// The binaries the cluster needs, built once per test run: mock-service and the two
 /// stand-ins (with xtask too, as `cargo xtask local` builds, so that cargo keeps the

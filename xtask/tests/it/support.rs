@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use xtask::{cmd::find_on_path, workspace_root};
+use xtask::{cmd::find_on_path, paths::workspace_root};
 
 /// A test cannot run here without `what`: outside CI it says `SKIPPED:` with the reason
 /// and how to get it, and the caller returns; under `CI` (where `.ci/run` installs
@@ -36,7 +36,10 @@ fn say_skipped(what: &str, how: &str) {
 /// validators); `None`, after [`skip`], when it is missing.
 pub fn require(program: &str, how: &str) -> Option<PathBuf> {
     let found = find_on_path(program).or_else(|| {
-        let venv = workspace_root().join("target/tools-venv/bin").join(program);
+        let venv = workspace_root()
+            .join(xtask::paths::TOOLS_VENV)
+            .join("bin")
+            .join(program);
         venv.is_file().then_some(venv)
     });
     if found.is_none() {

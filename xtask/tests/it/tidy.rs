@@ -8,7 +8,7 @@ use std::{
 };
 
 use syn::visit::Visit;
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 /// The function every skip goes through (each package's `support::skip`).
 const SKIP: &str = "skip";

@@ -412,7 +412,7 @@ fn tilt_constants(builder: &mut GlobalsBuilder) {
 /// Evaluates Tiltfile text as Tilt would (top-level `for`/`if` allowed), with `context`
 /// as the Kubernetes context: the builtin calls it made (up to an error), and the error.
 fn evaluate_in(context: &str, text: &str) -> (Vec<Call>, Result<(), String>) {
-    evaluate_at(&xtask::workspace_root(), context, text)
+    evaluate_at(&xtask::paths::workspace_root(), context, text)
 }
 
 /// [`evaluate_in`] for a Tiltfile in `dir`, whose files it reads.
@@ -452,7 +452,7 @@ fn evaluate(text: &str) -> Result<Vec<Call>, String> {
 // ---------------------------------------------------------------------------------------
 
 fn tiltfile_text() -> String {
-    tiltfile_text_at(&xtask::workspace_root())
+    tiltfile_text_at(&xtask::paths::workspace_root())
 }
 
 fn tiltfile_text_at(root: &Path) -> String {
@@ -465,7 +465,7 @@ struct Plan(Vec<Call>);
 
 impl Plan {
     fn load() -> Self {
-        Self::load_at(&xtask::workspace_root())
+        Self::load_at(&xtask::paths::workspace_root())
     }
 
     /// The calls of the Tiltfile of the checkout at `root`.
@@ -624,7 +624,7 @@ fn the_binary_is_compiled_on_the_host_by_xtask() {
         );
     }
     for dep in &deps {
-        let path = xtask::workspace_root().join(dep);
+        let path = xtask::paths::workspace_root().join(dep);
         assert!(path.exists(), "dep {dep} does not exist");
     }
     // In the cluster the topology comes from a ConfigMap: editing it must not recompile.
@@ -659,7 +659,7 @@ fn the_image_is_the_binary_alone_and_has_no_live_update() {
         "live_update needs tar in the container: {build:?}"
     );
     // The Dockerfile copies what `only` lets into the context.
-    let dockerfile = std::fs::read_to_string(xtask::workspace_root().join("Dockerfile"))
+    let dockerfile = std::fs::read_to_string(xtask::paths::workspace_root().join("Dockerfile"))
         .expect("the repository's Dockerfile");
     assert!(
         dockerfile
@@ -761,7 +761,7 @@ fn config_files_outside_the_overlay_are_watched() {
         assert!(watched.contains(path), "{path} is not watched: {watched:?}");
     }
     for path in &watched {
-        let full = xtask::workspace_root().join(path);
+        let full = xtask::paths::workspace_root().join(path);
         assert!(full.exists(), "watched path {path} does not exist");
     }
 }
@@ -901,7 +901,7 @@ fn the_services_are_read_from_the_generated_list() {
         .into_iter()
         .map(|a| str_of(a, "path"))
         .collect();
-    assert_eq!(read, [xtask::codegen::TILT_SERVICES]);
+    assert_eq!(read, [xtask::paths::TILT_SERVICES]);
     assert!(
         !tiltfile_text().contains("'notification-service'"),
         "the Tiltfile lists services by hand again"
@@ -1016,7 +1016,8 @@ fn rendered_workloads(
 #[test]
 fn every_k8s_resource_is_a_workload_of_the_overlay_and_the_services_run_the_built_image() {
     let services = services();
-    let Some(resources) = k8s_resources_are_the_workloads(&xtask::workspace_root(), &services)
+    let Some(resources) =
+        k8s_resources_are_the_workloads(&xtask::paths::workspace_root(), &services)
     else {
         return;
     };
