@@ -19,6 +19,7 @@ pub mod readiness;
 pub mod scenario;
 pub mod smoke;
 pub mod supervisor;
+pub mod tools;
 pub mod traffic;
 
 use clap::{Parser, Subcommand};

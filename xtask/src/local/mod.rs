@@ -25,11 +25,12 @@ use crate::{
     paths::{LOCAL_STATE, local_state, target_dir, workspace_root},
     ports::{self, admin_port, entry_service, service_ports},
     supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, show, tell},
+    tools,
 };
 pub use stack::{CONTAINER_LABEL, JaegerFrom, Tool, jaeger_command, jaeger_image};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(after_help = format!("\
 Examples:
   cargo xtask local                  # build, start everything, wait; Ctrl+C stops it all
   cargo xtask local --stop           # stop a mesh started from another terminal
@@ -38,9 +39,7 @@ Examples:
 
 Ports (127.0.0.1 only): gateway 30080 (the kind cluster's NodePort too), the other
 services 30081-30086 in topology order, their fault APIs 1000 above (31080-31086);
-Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686 (UI) and 16685 (query
-gRPC), OpenTelemetry Collector 4317/4318 and 13133 (health); every one is checked free
-before anything starts. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks,
+{}; every one is checked free before anything starts. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks,
 runs from Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on
 PATH and a Docker engine answers. Spans are exported whenever a collector or Jaeger
 runs, or to --otlp-endpoint; otherwise they go nowhere (OTEL_TRACES_EXPORTER=none), but
@@ -52,7 +51,7 @@ second one exits at once, touching nothing.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
 target/local/mesh.json, each process with its pid and identity (program and start time):
 --stop signals a pid only while it is still that process, and reports any other as
-stale, leaving it alone.")]
+stale, leaving it alone.", tools::ports_help()))]
 pub struct LocalArgs {
     /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal); a
     /// recorded pid that is now another program is left alone
@@ -245,7 +244,7 @@ impl Launch {
             let pid = supervisor.spawn(tool.name(), Role::Optional, cmd, log_file(tool.name()))?;
             mesh.tools.push(ToolProcess {
                 name: tool.name().to_owned(),
-                url: tool.user_url().to_owned(),
+                url: tool.info().user_url(),
                 pid,
                 identity: ProcessIdentity::of(pid),
                 container: tool.container().map(str::to_owned),

@@ -20,6 +20,7 @@ use crate::{
     },
     ports::Listener,
     prometheus_config,
+    tools::{self, ToolInfo, ToolPort, jaeger_otlp},
 };
 
 /// A tool to start, and where from.
@@ -44,72 +45,6 @@ pub enum JaegerFrom {
     },
 }
 
-/// One listener of a tool, always on 127.0.0.1: what it serves, its port, and the
-/// variable of the tool's configuration file (`otel/`) that sets its address, if one
-/// does (otherwise a flag does).
-#[derive(Clone, Copy)]
-struct ToolPort {
-    what: &'static str,
-    port: u16,
-    env: Option<&'static str>,
-}
-
-impl ToolPort {
-    fn address(self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-const PROMETHEUS_WEB: ToolPort = ToolPort {
-    what: "web UI and API",
-    port: 9090,
-    env: None,
-};
-/// Its gossip port (9094, every interface by default) is turned off, not moved.
-const ALERTMANAGER_WEB: ToolPort = ToolPort {
-    what: "web UI and API",
-    port: 9093,
-    env: None,
-};
-/// Set by GF_SERVER_HTTP_ADDR and GF_SERVER_HTTP_PORT.
-const GRAFANA_HTTP: ToolPort = ToolPort {
-    what: "web UI and API",
-    port: 3000,
-    env: None,
-};
-/// The OTLP/HTTP receiver doubles as the collector's readiness probe.
-const COLLECTOR_OTLP_HTTP: ToolPort = ToolPort {
-    what: "OTLP/HTTP receiver",
-    port: 4318,
-    env: Some("OTLP_HTTP_LISTEN"),
-};
-/// Every listener of otel/collector.yaml (its own metrics are off: `level: none`).
-const COLLECTOR_PORTS: [ToolPort; 3] = [
-    ToolPort {
-        what: "OTLP/gRPC receiver",
-        port: 4317,
-        env: Some("OTLP_GRPC_LISTEN"),
-    },
-    COLLECTOR_OTLP_HTTP,
-    ToolPort {
-        what: "health check",
-        port: 13133,
-        env: Some("HEALTH_CHECK_LISTEN"),
-    },
-];
-/// Every listener of otel/jaeger.yaml but the OTLP receiver, whose port depends on
-/// whether a collector runs (its own metrics are off: `level: none`).
-const JAEGER_UI: ToolPort = ToolPort {
-    what: "UI and HTTP API",
-    port: 16686,
-    env: Some("JAEGER_UI_LISTEN"),
-};
-const JAEGER_QUERY_GRPC: ToolPort = ToolPort {
-    what: "query gRPC API",
-    port: 16685,
-    env: Some("JAEGER_QUERY_GRPC_LISTEN"),
-};
-const JAEGER_OTLP_BEHIND_COLLECTOR: u16 = 14317;
 /// The port otel/jaeger.yaml's OTLP receiver listens on inside the container (its
 /// default, on every interface of the container's own network), published on the host.
 const JAEGER_OTLP_IN_CONTAINER: u16 = 4317;
@@ -123,39 +58,32 @@ pub const CONTAINER_LABEL: &str = "io.observability-playground.started-by=xtask"
 /// Finds the tools; names each missing one once, with how to get it. Without
 /// `with_trace_backend` (spans go to a receiver of the user's), no collector or Jaeger.
 pub fn find_tools(with_trace_backend: bool) -> Vec<Tool> {
-    let find = |what: &str, candidates: &[&str]| {
-        let found = candidates.iter().find_map(|c| find_on_path(c));
+    let find = |tool: &ToolInfo| {
+        let found = tool.binaries.iter().find_map(|c| find_on_path(c));
         if found.is_none() {
             eprintln!(
-                "note: {what} not found on PATH ({}): the mesh runs without it. {}",
-                candidates.join(" or "),
-                how_to_get(candidates[0])
+                "note: {} not found on PATH ({}): the mesh runs without it. {}",
+                tool.title,
+                tool.binaries.join(" or "),
+                how_to_get(tool.binaries[0])
             );
         }
         found
     };
-    let mut tools = Vec::new();
-    if let Some(path) = find("Prometheus", &["prometheus"]) {
-        tools.push(Tool::Prometheus(path));
-    }
-    // nixpkgs calls the binary `alertmanager`, Debian `prometheus-alertmanager`.
-    if let Some(path) = find("Alertmanager", &["alertmanager", "prometheus-alertmanager"]) {
-        tools.push(Tool::Alertmanager(path));
-    }
-    if let Some(path) = find("Grafana", &["grafana", "grafana-server"]) {
-        tools.push(Tool::Grafana(path));
-    }
+    let mut tools: Vec<Tool> = [
+        (&tools::PROMETHEUS, Tool::Prometheus as fn(PathBuf) -> Tool),
+        (&tools::ALERTMANAGER, Tool::Alertmanager),
+        (&tools::GRAFANA, Tool::Grafana),
+    ]
+    .into_iter()
+    .filter_map(|(info, tool)| find(info).map(tool))
+    .collect();
     if !with_trace_backend {
         return tools;
     }
-    let collector = find(
-        "the OpenTelemetry Collector",
-        &["otelcol-contrib", "otelcol"],
-    );
+    let collector = find(&tools::COLLECTOR);
     let behind_collector = collector.is_some();
-    if let Some(path) = collector {
-        tools.push(Tool::Collector(path));
-    }
+    tools.extend(collector.map(Tool::Collector));
     if let Some(runs) = find_jaeger() {
         tools.push(Tool::Jaeger {
             runs,
@@ -168,7 +96,7 @@ pub fn find_tools(with_trace_backend: bool) -> Vec<Tool> {
 /// Jaeger from PATH, else the cluster's image in Docker when an engine answers, else a
 /// note saying exactly how to get either.
 fn find_jaeger() -> Option<JaegerFrom> {
-    if let Some(path) = find_on_path("jaeger") {
+    if let Some(path) = tools::JAEGER.binaries.iter().find_map(|b| find_on_path(b)) {
         return Some(JaegerFrom::Binary(path));
     }
     let image = match jaeger_image() {
@@ -217,19 +145,24 @@ pub fn otlp_endpoint(tools: &[Tool]) -> Option<String> {
     tools
         .iter()
         .any(|t| matches!(t, Tool::Collector(_) | Tool::Jaeger { .. }))
-        .then(|| "http://127.0.0.1:4317".to_owned())
+        .then(tools::otlp_endpoint)
 }
 
 impl Tool {
+    /// Its row of the tools' table.
+    pub fn info(&self) -> &'static ToolInfo {
+        match self {
+            Tool::Prometheus(_) => &tools::PROMETHEUS,
+            Tool::Grafana(_) => &tools::GRAFANA,
+            Tool::Alertmanager(_) => &tools::ALERTMANAGER,
+            Tool::Collector(_) => &tools::COLLECTOR,
+            Tool::Jaeger { .. } => &tools::JAEGER,
+        }
+    }
+
     /// Its name for logs and messages; the cluster's Deployment has the same one.
     pub fn name(&self) -> &'static str {
-        match self {
-            Tool::Prometheus(_) => "prometheus",
-            Tool::Grafana(_) => "grafana",
-            Tool::Alertmanager(_) => "alertmanager",
-            Tool::Collector(_) => "otel-collector",
-            Tool::Jaeger { .. } => "jaeger",
-        }
+        self.info().name
     }
 
     /// Every port it listens on, on 127.0.0.1: what `cargo xtask local` checks is free
@@ -246,14 +179,11 @@ impl Tool {
 
     fn ports(&self) -> Vec<ToolPort> {
         match self {
-            Tool::Prometheus(_) => vec![PROMETHEUS_WEB],
-            Tool::Grafana(_) => vec![GRAFANA_HTTP],
-            Tool::Alertmanager(_) => vec![ALERTMANAGER_WEB],
-            Tool::Collector(_) => COLLECTOR_PORTS.to_vec(),
             Tool::Jaeger {
                 runs,
                 behind_collector,
-            } => jaeger_ports(runs, jaeger_otlp_port(*behind_collector)),
+            } => jaeger_ports(runs, *behind_collector),
+            _ => self.info().ports.to_vec(),
         }
     }
 
@@ -270,33 +200,8 @@ impl Tool {
 
     /// A URL that answers once the tool is ready, and whether any HTTP answer will do.
     pub fn ready_probe(&self) -> (String, bool) {
-        match self {
-            Tool::Prometheus(_) => (
-                format!("http://{}/-/ready", PROMETHEUS_WEB.address()),
-                false,
-            ),
-            Tool::Grafana(_) => (
-                format!("http://{}/api/health", GRAFANA_HTTP.address()),
-                false,
-            ),
-            Tool::Alertmanager(_) => (
-                format!("http://{}/-/ready", ALERTMANAGER_WEB.address()),
-                false,
-            ),
-            // The OTLP/HTTP receiver answers 404 at `/` once it is listening.
-            Tool::Collector(_) => (format!("http://{}/", COLLECTOR_OTLP_HTTP.address()), true),
-            Tool::Jaeger { .. } => (format!("http://{}/", JAEGER_UI.address()), false),
-        }
-    }
-
-    pub fn user_url(&self) -> &'static str {
-        match self {
-            Tool::Prometheus(_) => "http://localhost:9090",
-            Tool::Grafana(_) => "http://localhost:3000  (admin/admin)",
-            Tool::Alertmanager(_) => "http://localhost:9093",
-            Tool::Collector(_) => "OTLP gRPC localhost:4317, HTTP localhost:4318",
-            Tool::Jaeger { .. } => "http://localhost:16686",
-        }
+        let info = self.info();
+        (info.ready_url(), info.any_answer_is_ready)
     }
 
     /// The command line, with its configuration written under `state` where it needs
@@ -321,7 +226,10 @@ impl Tool {
                         dir.join("data").display()
                     ))
                     .arg("--storage.tsdb.retention.time=2d")
-                    .arg(format!("--web.listen-address={}", PROMETHEUS_WEB.address()))
+                    .arg(format!(
+                        "--web.listen-address={}",
+                        tools::PROMETHEUS.ports[0].address()
+                    ))
                     // No --web.enable-lifecycle: nothing reloads this Prometheus (its
                     // configuration is written once, at start), so /-/reload and
                     // /-/quit stay off.
@@ -344,7 +252,7 @@ impl Tool {
                     .arg(format!("--storage.path={}", dir.display()))
                     .arg(format!(
                         "--web.listen-address={}",
-                        ALERTMANAGER_WEB.address()
+                        tools::ALERTMANAGER.ports[0].address()
                     ))
                     // One instance: no gossip port, which would listen on every address.
                     .arg("--cluster.listen-address=")
@@ -360,7 +268,7 @@ impl Tool {
                     cmd = cmd.arg("--homepath").arg(home);
                 }
                 cmd.env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
-                    .env("GF_SERVER_HTTP_PORT", GRAFANA_HTTP.port.to_string())
+                    .env("GF_SERVER_HTTP_PORT", tools::GRAFANA.port().to_string())
                     .env("GF_PATHS_DATA", dir.join("data"))
                     .env("GF_PATHS_LOGS", dir.join("logs"))
                     .env("GF_PATHS_PLUGINS", dir.join("plugins"))
@@ -369,24 +277,21 @@ impl Tool {
                     .env("GF_SECURITY_ADMIN_PASSWORD", "admin")
                     .env("GF_ANALYTICS_REPORTING_ENABLED", "false")
                     .env("GF_ANALYTICS_CHECK_FOR_UPDATES", "false")
-                    .env("PROMETHEUS_URL", "http://127.0.0.1:9090")
-                    .env("JAEGER_URL", "http://127.0.0.1:16686")
-                    .env("ALERTMANAGER_URL", "http://127.0.0.1:9093")
+                    .env("PROMETHEUS_URL", tools::PROMETHEUS.local_url())
+                    .env("JAEGER_URL", tools::JAEGER.local_url())
+                    .env("ALERTMANAGER_URL", tools::ALERTMANAGER.local_url())
                     .env("DASHBOARDS_DIR", in_repo(GRAFANA_DASHBOARDS))
             }
             Tool::Collector(path) => listening_on(
                 Cmd::new(path, "starting the OpenTelemetry Collector")
                     .arg(format!("--config={}", in_repo(COLLECTOR_CONFIG).display())),
-                &COLLECTOR_PORTS,
+                tools::COLLECTOR.ports,
             )
-            .env(
-                "JAEGER_OTLP_ENDPOINT",
-                format!("127.0.0.1:{JAEGER_OTLP_BEHIND_COLLECTOR}"),
-            ),
+            .env("JAEGER_OTLP_ENDPOINT", jaeger_otlp(true).address()),
             Tool::Jaeger {
                 runs,
                 behind_collector,
-            } => jaeger_command(runs, jaeger_otlp_port(*behind_collector)),
+            } => jaeger_command(runs, *behind_collector),
         })
     }
 }
@@ -399,29 +304,17 @@ fn listening_on(cmd: Cmd, ports: &[ToolPort]) -> Cmd {
     })
 }
 
-fn jaeger_otlp_port(behind_collector: bool) -> u16 {
-    if behind_collector {
-        JAEGER_OTLP_BEHIND_COLLECTOR
-    } else {
-        JAEGER_OTLP_IN_CONTAINER
-    }
-}
-
-fn jaeger_otlp(port: u16) -> ToolPort {
-    ToolPort {
-        what: "OTLP/gRPC receiver",
-        port,
-        env: Some("JAEGER_OTLP_LISTEN"),
-    }
-}
-
 /// Jaeger's ports on the host. From Docker, only what is published: the query gRPC API
 /// listens on the container's own loopback (the file's default), unreachable from the
 /// host and taking no host port.
-fn jaeger_ports(runs: &JaegerFrom, otlp_port: u16) -> Vec<ToolPort> {
+fn jaeger_ports(runs: &JaegerFrom, behind_collector: bool) -> Vec<ToolPort> {
     match runs {
-        JaegerFrom::Binary(_) => vec![JAEGER_UI, JAEGER_QUERY_GRPC, jaeger_otlp(otlp_port)],
-        JaegerFrom::Docker { .. } => jaeger_published(otlp_port)
+        JaegerFrom::Binary(_) => {
+            let mut ports = tools::JAEGER.ports.to_vec();
+            ports.push(jaeger_otlp(behind_collector));
+            ports
+        }
+        JaegerFrom::Docker { .. } => jaeger_published(behind_collector)
             .iter()
             .map(|(port, _)| *port)
             .collect(),
@@ -429,26 +322,27 @@ fn jaeger_ports(runs: &JaegerFrom, otlp_port: u16) -> Vec<ToolPort> {
 }
 
 /// What the Jaeger container publishes on the host, and from which port inside it.
-fn jaeger_published(otlp_port: u16) -> [(ToolPort, u16); 2] {
+fn jaeger_published(behind_collector: bool) -> [(ToolPort, u16); 2] {
+    let ui = tools::JAEGER.ports[0];
     [
-        (JAEGER_UI, JAEGER_UI.port),
-        (jaeger_otlp(otlp_port), JAEGER_OTLP_IN_CONTAINER),
+        (ui, ui.port),
+        (jaeger_otlp(behind_collector), JAEGER_OTLP_IN_CONTAINER),
     ]
 }
 
 /// Jaeger with the project's `otel/jaeger.yaml`: every listener on 127.0.0.1, its OTLP
-/// receiver on `otlp_port`. From Docker, the container listens on the file's defaults
+/// receiver beside the collector's when `behind_collector`. From Docker, the container listens on the file's defaults
 /// (0.0.0.0 inside the container for the UI and OTLP, which are published on 127.0.0.1
 /// only); it runs in the foreground with `--rm`, so stopping `docker run` (SIGTERM,
 /// which docker passes on) stops and removes it.
-pub fn jaeger_command(runs: &JaegerFrom, otlp_port: u16) -> Cmd {
+pub fn jaeger_command(runs: &JaegerFrom, behind_collector: bool) -> Cmd {
     let config = in_repo(JAEGER_CONFIG);
     match runs {
         JaegerFrom::Binary(path) => listening_on(
             Cmd::new(path, "starting Jaeger").arg(format!("--config={}", config.display())),
-            &jaeger_ports(runs, otlp_port),
+            &jaeger_ports(runs, behind_collector),
         ),
-        JaegerFrom::Docker { image } => jaeger_published(otlp_port)
+        JaegerFrom::Docker { image } => jaeger_published(behind_collector)
             .iter()
             .fold(
                 Cmd::new("docker", "starting Jaeger in Docker").args([
