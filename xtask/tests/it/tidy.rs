@@ -1,6 +1,7 @@
-//! Rules about the test code itself, read from the sources: a test that stops early does
-//! so only because a skip helper said it cannot run here (so it printed `SKIPPED:` and,
-//! under `CI`, failed). A bare `return` in a test would pass without checking anything.
+//! Rules about the code itself, read from the sources with `syn`: a test that stops early
+//! does so only because a skip helper said it cannot run here (so it printed `SKIPPED:`
+//! and, under `CI`, failed; a bare `return` would pass without checking anything); every
+//! source file opens with a `//!` line.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -119,8 +120,10 @@ fn rust_sources() -> Vec<PathBuf> {
     }
     let root = workspace_root();
     let mut found = Vec::new();
-    for package in ["services", "loadgen", "xtask"] {
-        walk(&root.join(package), &mut found);
+    for package in ["services", "loadgen", "xtask", "incidents"] {
+        if root.join(package).is_dir() {
+            walk(&root.join(package), &mut found);
+        }
     }
     found.sort();
     found
@@ -347,4 +350,42 @@ fn every_test_that_skips_says_so_itself() {
         said, needing_kubectl,
         "each of the {needing_kubectl} tests that render must say SKIPPED itself:\n{stderr}"
     );
+}
+
+/// Every source file opens with a `//!` line saying what it owns, so a reader who opens
+/// it knows at once what it is for.
+#[test]
+fn every_source_file_opens_with_what_it_owns() {
+    let files = rust_sources();
+    assert!(files.len() > 50, "found only {} Rust files", files.len());
+    let unexplained: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).expect("read a source file");
+            !opens_with_inner_doc(&text)
+        })
+        .map(|path| relative(path))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "these files do not open with a `//!` line saying what they own:\n  {}",
+        unexplained.join("\n  ")
+    );
+}
+
+/// Whether the first line of `text` is a `//!` comment with something said in it.
+fn opens_with_inner_doc(text: &str) -> bool {
+    text.lines()
+        .next()
+        .and_then(|line| line.strip_prefix("//!"))
+        .is_some_and(|said| !said.trim().is_empty())
+}
+
+#[test]
+fn the_opening_line_rule_wants_words_after_the_marker() {
+    assert!(opens_with_inner_doc("//! The load generator.\nuse std::fmt;\n"));
+    assert!(!opens_with_inner_doc("use std::fmt;\n//! Too late.\n"));
+    assert!(!opens_with_inner_doc("//!\n//! Said on the second line.\n"));
+    assert!(!opens_with_inner_doc("/// An outer doc comment.\nfn f() {}\n"));
+    assert!(!opens_with_inner_doc(""));
 }
