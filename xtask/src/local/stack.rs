@@ -211,77 +211,10 @@ impl Tool {
         state: &Path,
         service_ports: &BTreeMap<String, u16>,
     ) -> anyhow::Result<Cmd> {
-        let root = workspace_root();
         Ok(match self {
-            Tool::Prometheus(path) => {
-                let dir = state.join("prometheus");
-                std::fs::create_dir_all(dir.join("data"))?;
-                let config = dir.join("prometheus.yml");
-                std::fs::write(&config, prometheus_config::local(service_ports, &root))
-                    .with_context(|| format!("writing {}", config.display()))?;
-                Cmd::new(path, "starting Prometheus")
-                    .arg(format!("--config.file={}", config.display()))
-                    .arg(format!(
-                        "--storage.tsdb.path={}",
-                        dir.join("data").display()
-                    ))
-                    .arg("--storage.tsdb.retention.time=2d")
-                    .arg(format!(
-                        "--web.listen-address={}",
-                        tools::PROMETHEUS.ports[0].address()
-                    ))
-                    // No --web.enable-lifecycle: nothing reloads this Prometheus (its
-                    // configuration is written once, at start), so /-/reload and
-                    // /-/quit stay off.
-                    // Keeps the trace ids the services attach to latency observations,
-                    // so a latency panel's dots open their traces.
-                    .arg("--enable-feature=exemplar-storage")
-                    // Prometheus's first alert evaluation comes before it has set up
-                    // its Alertmanager, so that send is lost and the next waits for
-                    // the resend delay: a minute by default, seconds here.
-                    .arg("--rules.alert.resend-delay=5s")
-            }
-            Tool::Alertmanager(path) => {
-                let dir = state.join("alertmanager");
-                std::fs::create_dir_all(&dir)?;
-                Cmd::new(path, "starting Alertmanager")
-                    .arg(format!(
-                        "--config.file={}",
-                        in_repo(ALERTMANAGER_CONFIG).display()
-                    ))
-                    .arg(format!("--storage.path={}", dir.display()))
-                    .arg(format!(
-                        "--web.listen-address={}",
-                        tools::ALERTMANAGER.ports[0].address()
-                    ))
-                    // One instance: no gossip port, which would listen on every address.
-                    .arg("--cluster.listen-address=")
-            }
-            Tool::Grafana(path) => {
-                let dir = state.join("grafana");
-                std::fs::create_dir_all(&dir)?;
-                let mut cmd = Cmd::new(path, "starting Grafana");
-                if path.file_name().is_some_and(|n| n == "grafana") {
-                    cmd = cmd.arg("server");
-                }
-                if let Some(home) = grafana_home(path) {
-                    cmd = cmd.arg("--homepath").arg(home);
-                }
-                cmd.env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
-                    .env("GF_SERVER_HTTP_PORT", tools::GRAFANA.port().to_string())
-                    .env("GF_PATHS_DATA", dir.join("data"))
-                    .env("GF_PATHS_LOGS", dir.join("logs"))
-                    .env("GF_PATHS_PLUGINS", dir.join("plugins"))
-                    .env("GF_PATHS_PROVISIONING", in_repo(GRAFANA_PROVISIONING))
-                    .env("GF_SECURITY_ADMIN_USER", "admin")
-                    .env("GF_SECURITY_ADMIN_PASSWORD", "admin")
-                    .env("GF_ANALYTICS_REPORTING_ENABLED", "false")
-                    .env("GF_ANALYTICS_CHECK_FOR_UPDATES", "false")
-                    .env("PROMETHEUS_URL", tools::PROMETHEUS.local_url())
-                    .env("JAEGER_URL", tools::JAEGER.local_url())
-                    .env("ALERTMANAGER_URL", tools::ALERTMANAGER.local_url())
-                    .env("DASHBOARDS_DIR", in_repo(GRAFANA_DASHBOARDS))
-            }
+            Tool::Prometheus(path) => prometheus_command(path, state, service_ports)?,
+            Tool::Alertmanager(path) => alertmanager_command(path, state)?,
+            Tool::Grafana(path) => grafana_command(path, state)?,
             Tool::Collector(path) => listening_on(
                 Cmd::new(path, "starting the OpenTelemetry Collector")
                     .arg(format!("--config={}", in_repo(COLLECTOR_CONFIG).display())),
@@ -294,6 +227,90 @@ impl Tool {
             } => jaeger_command(runs, *behind_collector),
         })
     }
+}
+
+/// Prometheus with its configuration written under `state` (the services' local ports)
+/// and its data there too.
+fn prometheus_command(
+    path: &Path,
+    state: &Path,
+    service_ports: &BTreeMap<String, u16>,
+) -> anyhow::Result<Cmd> {
+    let dir = state.join("prometheus");
+    std::fs::create_dir_all(dir.join("data"))?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        prometheus_config::local(service_ports, &workspace_root()),
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
+    Ok(Cmd::new(path, "starting Prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--storage.tsdb.retention.time=2d")
+        .arg(format!(
+            "--web.listen-address={}",
+            tools::PROMETHEUS.ports[0].address()
+        ))
+        // No --web.enable-lifecycle: nothing reloads this Prometheus (its configuration
+        // is written once, at start), so /-/reload and /-/quit stay off.
+        // Keeps the trace ids the services attach to latency observations, so a latency
+        // panel's dots open their traces.
+        .arg("--enable-feature=exemplar-storage")
+        // Prometheus's first alert evaluation comes before it has set up its
+        // Alertmanager, so that send is lost and the next waits for the resend delay: a
+        // minute by default, seconds here.
+        .arg("--rules.alert.resend-delay=5s"))
+}
+
+/// Alertmanager with the repository's configuration, its state under `state`.
+fn alertmanager_command(path: &Path, state: &Path) -> anyhow::Result<Cmd> {
+    let dir = state.join("alertmanager");
+    std::fs::create_dir_all(&dir)?;
+    Ok(Cmd::new(path, "starting Alertmanager")
+        .arg(format!(
+            "--config.file={}",
+            in_repo(ALERTMANAGER_CONFIG).display()
+        ))
+        .arg(format!("--storage.path={}", dir.display()))
+        .arg(format!(
+            "--web.listen-address={}",
+            tools::ALERTMANAGER.ports[0].address()
+        ))
+        // One instance: no gossip port, which would listen on every address.
+        .arg("--cluster.listen-address="))
+}
+
+/// Grafana provisioned from the repository, its data under `state`, its datasources
+/// pointing at the local tools.
+fn grafana_command(path: &Path, state: &Path) -> anyhow::Result<Cmd> {
+    let dir = state.join("grafana");
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Cmd::new(path, "starting Grafana");
+    if path.file_name().is_some_and(|n| n == "grafana") {
+        cmd = cmd.arg("server");
+    }
+    if let Some(home) = grafana_home(path) {
+        cmd = cmd.arg("--homepath").arg(home);
+    }
+    Ok(cmd
+        .env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
+        .env("GF_SERVER_HTTP_PORT", tools::GRAFANA.port().to_string())
+        .env("GF_PATHS_DATA", dir.join("data"))
+        .env("GF_PATHS_LOGS", dir.join("logs"))
+        .env("GF_PATHS_PLUGINS", dir.join("plugins"))
+        .env("GF_PATHS_PROVISIONING", in_repo(GRAFANA_PROVISIONING))
+        .env("GF_SECURITY_ADMIN_USER", "admin")
+        .env("GF_SECURITY_ADMIN_PASSWORD", "admin")
+        .env("GF_ANALYTICS_REPORTING_ENABLED", "false")
+        .env("GF_ANALYTICS_CHECK_FOR_UPDATES", "false")
+        .env("PROMETHEUS_URL", tools::PROMETHEUS.local_url())
+        .env("JAEGER_URL", tools::JAEGER.local_url())
+        .env("ALERTMANAGER_URL", tools::ALERTMANAGER.local_url())
+        .env("DASHBOARDS_DIR", in_repo(GRAFANA_DASHBOARDS)))
 }
 
 /// The tool's configuration file's listen variables, each set to 127.0.0.1.
