@@ -8,7 +8,7 @@ use contract::topology::Topology;
 
 use crate::tools;
 
-/// The gateway's port: the kind cluster's NodePort, so the guide's
+/// The gateway's port: the kind cluster's NodePort, so the docs'
 /// `curl http://localhost:30080/...` works in both modes.
 pub const GATEWAY_PORT: u16 = 30080;
 
@@ -121,8 +121,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_gateway_gets_the_guides_port_and_the_others_follow() {
-        let ports = service_ports(&Topology::guide());
+    fn the_gateway_gets_the_clusters_node_port_and_the_others_follow() {
+        let ports = service_ports(&Topology::built_in());
         assert_eq!(ports["gateway-service"], 30080);
         let mut others: Vec<u16> = ports
             .iter()

@@ -39,8 +39,7 @@ static UNREACHABLE: std::sync::LazyLock<Uri> =
 /// Bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// How long `/api/slow` takes: uniformly between these, in milliseconds (the guide's
-/// "0.5 to 2 s").
+/// How long `/api/slow` takes: uniformly between these, in milliseconds (0.5 to 2 s).
 const SLOW_MS: std::ops::RangeInclusive<u64> = 500..=2000;
 
 #[derive(Clone)]

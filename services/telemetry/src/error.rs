@@ -3,7 +3,7 @@
 
 use crate::{
     exemplars::{EXEMPLAR_FILTER_VARIABLE, UnknownExemplarFilter},
-    tracing_init::{SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE},
+    tracing_init::{OTLP_ENDPOINT_VARIABLE, SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum TelemetryError {
         filter: UnknownExemplarFilter,
     },
     /// The OTLP exporter could not be built from its variables.
-    #[error("building the OTLP span exporter (check OTEL_EXPORTER_OTLP_ENDPOINT): {0}")]
+    #[error("building the OTLP span exporter (check {OTLP_ENDPOINT_VARIABLE}): {0}")]
     Exporter(opentelemetry_otlp::ExporterBuildError),
     /// `init` ran twice, or another subscriber was installed first.
     #[error("a global tracing subscriber is already installed: {0}")]

@@ -5,7 +5,7 @@
 //!   over OTLP/gRPC, returning a [`TelemetryGuard`] that flushes spans on shutdown.
 //! - [`Metrics`]: a Prometheus registry (prometheus-client, with process metrics) whose
 //!   every series carries `service_name`, plus the HTTP and downstream metric families
-//!   of the guide. [`Metrics::scrape_response`] answers `/metrics` in the format the
+//!   every service of the mesh has. [`Metrics::scrape_response`] answers `/metrics` in the format the
 //!   scraper asks for: OpenMetrics 1.0.0 (with exemplars) when its `Accept` names
 //!   `application/openmetrics-text`, as Prometheus's does, else the Prometheus text
 //!   format 0.0.4 (what a plain `curl` gets; no exemplars).
@@ -114,5 +114,6 @@ pub use http_server::{CANCELLED_AT_DRAIN_DEADLINE, HttpObserver, TRACE_ID_HEADER
 pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics, UNMATCHED_ROUTE};
 pub use shutdown::{DrainDeadline, shutdown_signal};
 pub use tracing_init::{
-    SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard, TracingMode, init,
+    OTLP_ENDPOINT_VARIABLE, SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard,
+    TracingMode, init,
 };

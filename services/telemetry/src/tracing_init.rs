@@ -150,6 +150,9 @@ fn tracer_provider(
 
 /// The SDK's switch that turns it off whole (the OpenTelemetry convention).
 pub const SDK_DISABLED_VARIABLE: &str = "OTEL_SDK_DISABLED";
+/// Where the OTLP exporter sends spans (the SDK's variable; `cargo xtask local
+/// --otlp-endpoint` sets it).
+pub const OTLP_ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// The SDK's choice of span exporter: `otlp` (the default) or `none`.
 pub const TRACES_EXPORTER_VARIABLE: &str = "OTEL_TRACES_EXPORTER";
 

@@ -94,7 +94,7 @@ pub fn cluster_exists() -> anyhow::Result<bool> {
 
 /// The deployments to wait for: the seven services, then the observability stack.
 pub fn deployments() -> Vec<(&'static str, String)> {
-    let mut all: Vec<(&str, String)> = contract::topology::Topology::guide()
+    let mut all: Vec<(&str, String)> = contract::topology::Topology::built_in()
         .service_names()
         .into_iter()
         .map(|name| ("services", name.to_owned()))

@@ -160,7 +160,7 @@ impl LocalArgs {
         ports::check_free(
             ports::service_listeners(&ports).chain(tools.iter().flat_map(stack::Tool::listeners)),
         )?;
-        let spans_to = self
+        let otlp_endpoint = self
             .otlp_endpoint
             .clone()
             .or_else(|| stack::otlp_endpoint(&tools));
@@ -173,7 +173,7 @@ impl LocalArgs {
             topology,
             ports,
             tools,
-            spans_to,
+            otlp_endpoint,
             topology_file,
         })
     }
@@ -184,7 +184,7 @@ struct Launch {
     topology: Topology,
     ports: BTreeMap<String, u16>,
     tools: Vec<Tool>,
-    spans_to: Option<String>,
+    otlp_endpoint: Option<String>,
     topology_file: Option<PathBuf>,
 }
 
@@ -204,7 +204,7 @@ impl Launch {
                 service,
                 &self.ports,
                 admin_port(port),
-                self.spans_to.as_deref(),
+                self.otlp_endpoint.as_deref(),
                 self.topology_file.as_deref(),
             );
             let pid =
@@ -346,7 +346,7 @@ fn remove_containers(mesh: &LocalMesh) {
 
 /// The command that starts `service` on 127.0.0.1 at `ports[service]`, its admin API on
 /// `admin_port`, its dependencies at their ports in `ports`; spans exported to
-/// `spans_to`, or nowhere (`OTEL_TRACES_EXPORTER=none`: with no receiver, requests still
+/// `otlp_endpoint`, or nowhere (`OTEL_TRACES_EXPORTER=none`: with no receiver, requests still
 /// get trace ids, `x-trace-id` and log lines keyed by them); the built-in graph unless
 /// `topology_file`.
 pub fn service_command(
@@ -354,7 +354,7 @@ pub fn service_command(
     service: &Service,
     ports: &BTreeMap<String, u16>,
     admin_port: u16,
-    spans_to: Option<&str>,
+    otlp_endpoint: Option<&str>,
     topology_file: Option<&Path>,
 ) -> Cmd {
     let mut cmd = Cmd::new(binary, format!("starting {}", service.name))
@@ -368,8 +368,8 @@ pub fn service_command(
             format!("http://127.0.0.1:{}", ports[dependency]),
         );
     }
-    cmd = match spans_to {
-        Some(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+    cmd = match otlp_endpoint {
+        Some(endpoint) => cmd.env(telemetry::OTLP_ENDPOINT_VARIABLE, endpoint),
         None => cmd.env(telemetry::TRACES_EXPORTER_VARIABLE, "none"),
     };
     match topology_file {
@@ -434,12 +434,13 @@ mod tests {
 
     #[test]
     fn with_no_receiver_the_services_trace_but_export_nothing() {
-        let topology = Topology::guide();
+        let topology = Topology::built_in();
         let gateway = topology.service("gateway-service").expect("gateway");
         let ports = service_ports(&topology);
         let binary = Path::new("mock-service");
-        let command =
-            |spans_to| service_command(binary, gateway, &ports, 31080, spans_to, None).to_string();
+        let command = |otlp_endpoint| {
+            service_command(binary, gateway, &ports, 31080, otlp_endpoint, None).to_string()
+        };
         let nowhere = command(None);
         assert!(nowhere.contains("OTEL_TRACES_EXPORTER=none "), "{nowhere}");
         assert!(!nowhere.contains("OTEL_SDK_DISABLED"), "{nowhere}");

@@ -132,7 +132,7 @@ fn inhibitions_mute_exactly_the_callers_of_the_topology() {
     }
     assert_eq!(
         muted,
-        callers(&Topology::guide()),
+        callers(&Topology::built_in()),
         "prometheus/alertmanager.yml's inhibit_rules vs the callers in topology.yaml"
     );
 }

@@ -42,13 +42,13 @@ fn the_committed_dashboards_pass_the_lint() {
 }
 
 #[test]
-fn the_guides_queries_are_on_the_dashboards() {
+fn the_documented_queries_are_on_the_dashboards() {
     let dashboards = load(&dashboards_dir()).expect("dashboards load");
     let queries: Vec<String> = panel_queries(&dashboards)
         .into_iter()
         .map(|q| q.expr)
         .collect();
-    for guide in [
+    for query in [
         "sum(rate(http_requests_total[1m]))",
         "sum by (service_name) (rate(http_requests_total[1m]))",
         "sum by (endpoint) (rate(http_requests_total[1m]))",
@@ -58,8 +58,8 @@ fn the_guides_queries_are_on_the_dashboards() {
         "rate(downstream_requests_total{status=\"error\"}[1m])",
     ] {
         assert!(
-            queries.iter().any(|q| q == guide),
-            "missing the guide's `{guide}`"
+            queries.iter().any(|q| q == query),
+            "missing the documented query `{query}`"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The cluster manifests (`manifests/`), checked offline. Every kustomization renders
 //! with `kubectl kustomize --load-restrictor=LoadRestrictionsNone`; the rendering passes
 //! the real validators (`kubernetes-validate --strict`, `checkov`); and it has what the
-//! demo depends on: the guide's 13 service pods, probes, requests and limits and a
+//! demo depends on: the 13 service pods, probes, requests and limits and a
 //! locked-down security context in every pod, a Service behind every dependency of the
 //! topology and every in-cluster URL, every configuration file in a ConfigMap mounted
 //! where its program reads it, network policies that let the demo's traffic through and
@@ -9,7 +9,7 @@
 //! no tool's admin or lifecycle endpoint from the services; from outside the pod
 //! network only the kind overlay's NodePorts), Prometheus keeping exemplars, sending its
 //! alerts to the Alertmanager and running without its lifecycle API, and the kind
-//! NodePorts published on 127.0.0.1 at the guide's ports.
+//! NodePorts published on 127.0.0.1 at the documented ports.
 //!
 //! The structural tests need only kubectl (or nothing); the validators are found on PATH
 //! or in target/tools-venv/bin, and their tests skip outside CI when they are missing.
@@ -222,11 +222,11 @@ fn the_kind_cluster_publishes_the_node_ports_on_loopback_only() {
 // Tests of the rendering (kubectl).
 
 #[test]
-fn every_rendering_runs_the_guide_s_mesh() {
+fn every_rendering_runs_the_whole_mesh() {
     let Some(renderings) = renderings() else {
         return;
     };
-    let topology = Topology::guide();
+    let topology = Topology::built_in();
     for rendering in renderings {
         let mut problems = Problems::default();
         check_documents(rendering, &mut problems);
@@ -323,7 +323,7 @@ fn network_policies_let_the_demo_s_traffic_through_and_nothing_else_in() {
     let Some(renderings) = renderings() else {
         return;
     };
-    let topology = Topology::guide();
+    let topology = Topology::built_in();
     for rendering in renderings {
         check_network_policies(rendering, &topology);
     }
@@ -634,7 +634,7 @@ fn check_services(r: &Rendering, topology: &Topology, problems: &mut Problems) {
             2
         };
         problems.check(replicas == Some(expected), || {
-            format!("{who}: {expected} replicas (the guide's), not {replicas:?}")
+            format!("{who}: {expected} replicas (the topology's), not {replicas:?}")
         });
         pods += replicas.unwrap_or(0);
 
@@ -746,7 +746,7 @@ fn check_services(r: &Rendering, topology: &Topology, problems: &mut Problems) {
         }
     }
     problems.check(pods == 13, || {
-        format!("namespace services runs {pods} pods; the guide's mesh is 13")
+        format!("namespace services runs {pods} pods; the mesh is 13")
     });
 }
 
@@ -1005,7 +1005,7 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
             "ALERTMANAGER_URL",
             "http://alertmanager.monitoring.svc:9093",
         ),
-        // The guide's credentials (README: admin/admin).
+        // The documented credentials (README: admin/admin).
         ("GF_SECURITY_ADMIN_USER", "admin"),
         ("GF_SECURITY_ADMIN_PASSWORD", "admin"),
     ] {

@@ -57,7 +57,7 @@ fn both_configs_load_in_promtool() {
     let Some(promtool) = promtool() else { return };
     let dir = std::env::temp_dir().join(format!("xtask-promtool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let ports = service_ports(&contract::topology::Topology::guide());
+    let ports = service_ports(&contract::topology::Topology::built_in());
     let local = dir.join("local.yml");
     std::fs::write(&local, prometheus_config::local(&ports, &workspace_root())).expect("write");
     let output = run(
@@ -103,7 +103,7 @@ fn both_configs_load_in_promtool() {
 fn target_labels_never_collide_with_metric_labels() {
     // A target label `service` or `service_name` would rename the metrics' own label to
     // `exported_service...` and silently empty every dashboard query by it.
-    let ports = service_ports(&contract::topology::Topology::guide());
+    let ports = service_ports(&contract::topology::Topology::built_in());
     for config in [
         prometheus_config::kubernetes(),
         prometheus_config::local(&ports, &workspace_root()),
@@ -207,7 +207,7 @@ pub(crate) fn alert_rules(rules: &Value) -> Vec<Value> {
 
 #[test]
 fn both_configs_send_alerts_to_alertmanager() {
-    let ports = service_ports(&contract::topology::Topology::guide());
+    let ports = service_ports(&contract::topology::Topology::built_in());
     for (config, alertmanager) in [
         (prometheus_config::kubernetes(), "alertmanager:9093"),
         (
@@ -303,7 +303,7 @@ async fn prometheus_delivers_watchdog_to_alertmanager() {
     std::fs::write(
         &config,
         prometheus_config::local_with_ports(
-            &service_ports(&contract::topology::Topology::guide()),
+            &service_ports(&contract::topology::Topology::built_in()),
             &workspace_root(),
             ports,
         ),

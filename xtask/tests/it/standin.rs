@@ -92,7 +92,7 @@ impl StandinCluster {
     }
 
     fn start_pods(&mut self, binary: &Path, replicas: &[(&str, usize)]) {
-        let topology = Topology::guide();
+        let topology = Topology::built_in();
         let names = topology.service_names();
         let count = |name: &str| replicas.iter().find(|(n, _)| *n == name).map_or(1, |r| r.1);
         let total: usize = names.iter().map(|n| count(n)).sum();

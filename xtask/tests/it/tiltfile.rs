@@ -22,7 +22,7 @@ use starlark::values::{Heap, Value};
 /// The services the Tiltfile must make resources of: the built-in topology's, which
 /// `cargo xtask codegen` writes to manifests/services.json for it.
 fn services() -> Vec<String> {
-    contract::topology::Topology::guide()
+    contract::topology::Topology::built_in()
         .service_names()
         .into_iter()
         .map(str::to_owned)
@@ -845,7 +845,7 @@ fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic(
             )
         })
         .collect();
-    assert_eq!(buttons.len(), 4, "the guide's four scenarios: {buttons:?}");
+    assert_eq!(buttons.len(), 4, "the four demo scenarios: {buttons:?}");
     buttons.push((
         "clear-faults".to_owned(),
         "cargo xtask chaos all --clear --cluster".to_owned(),
