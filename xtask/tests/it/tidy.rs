@@ -497,7 +497,7 @@ const LONG_TESTS_NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
         111,
     ),
     ("xtask/tests/it/service_containers.rs", "volumes", 88),
-    ("xtask/tests/it/tiltfile.rs", "tilt_builtins", 256),
+    ("xtask/tests/it/support/tilt.rs", "tilt_builtins", 256),
     (
         "xtask/tests/kubectl-standin/src/bin/kubectl/logs.rs",
         "run",
