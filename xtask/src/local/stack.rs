@@ -431,11 +431,24 @@ mod tests {
     /// default; Prometheus without its lifecycle API (/-/reload, /-/quit).
     #[test]
     fn every_tool_runs_with_each_listener_on_loopback() {
+        let lines: Vec<(String, String)> = expected_command_lines()
+            .into_iter()
+            .map(|(tool, command)| (command_line(&tool), command))
+            .collect();
+        // The commands made their state directories there; only this test writes them.
+        std::fs::remove_dir_all(state()).expect("remove the state directory");
+        for (line, command) in lines {
+            assert_eq!(line, command);
+        }
+    }
+
+    /// Each tool, and the command line it must run with, written out in full.
+    fn expected_command_lines() -> Vec<(Tool, String)> {
         let (s, r) = (
             state().display().to_string(),
             workspace_root().display().to_string(),
         );
-        let expected = [
+        [
             (
                 Tool::Prometheus(PathBuf::from("/opt/bin/prometheus")),
                 format!(
@@ -475,6 +488,15 @@ mod tests {
                      /opt/bin/otelcol-contrib --config={r}/otel/collector.yaml"
                 ),
             ),
+        ]
+        .into_iter()
+        .chain(expected_jaeger_lines(&r))
+        .collect()
+    }
+
+    /// Jaeger's command lines, alone and behind a collector (`r`: the repository).
+    fn expected_jaeger_lines(r: &str) -> [(Tool, String); 2] {
+        [
             (
                 jaeger_binary(false),
                 format!(
@@ -491,16 +513,7 @@ mod tests {
                      --config={r}/otel/jaeger.yaml"
                 ),
             ),
-        ];
-        let lines: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(tool, command)| (command_line(&tool), command))
-            .collect();
-        // The commands made their state directories there; only this test writes them.
-        std::fs::remove_dir_all(state()).expect("remove the state directory");
-        for (line, command) in lines {
-            assert_eq!(line, command);
-        }
+        ]
     }
 
     /// What `cargo xtask local` checks is free before it starts: every port each tool

@@ -34,7 +34,7 @@ fn every_alert_has_a_runbook_that_names_real_panels() {
         }
     }
     let mut alerts = 0;
-    for file in files_in("prometheus/rules") {
+    for file in files_in(xtask::paths::PROMETHEUS_RULES) {
         for rule in alert_rules(&yaml(&file)) {
             alerts += 1;
             let alert = rule["alert"].as_str().expect("alert name");
@@ -104,7 +104,7 @@ fn callers(topology: &Topology) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn inhibitions_mute_exactly_the_callers_of_the_topology() {
-    let config = yaml("prometheus/alertmanager.yml");
+    let config = yaml(xtask::paths::ALERTMANAGER_CONFIG);
     let mut muted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for rule in config["inhibit_rules"]
         .as_sequence()
@@ -171,7 +171,7 @@ async fn alertmanager_mutes_what_a_failing_dependency_causes_upstream() {
             format!(
                 "--config.file={}",
                 workspace_root()
-                    .join("prometheus/alertmanager.yml")
+                    .join(xtask::paths::ALERTMANAGER_CONFIG)
                     .display()
             ),
             format!("--storage.path={}", dir.display()),

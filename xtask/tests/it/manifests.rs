@@ -22,7 +22,10 @@ use std::sync::OnceLock;
 use contract::topology::Topology;
 use serde::Deserialize as _;
 use serde_json::Value;
-use xtask::paths::workspace_root;
+use xtask::paths::{
+    ALERTMANAGER_CONFIG, GRAFANA_DASHBOARDS, KIND_CONFIG, PROMETHEUS_KUBERNETES_CONFIG,
+    PROMETHEUS_RULES, workspace_root,
+};
 
 const LOAD_RESTRICTOR: &str = "--load-restrictor=LoadRestrictionsNone";
 pub const KUBERNETES_VERSION: &str = "1.32.0";
@@ -156,11 +159,8 @@ fn every_kustomization_says_how_to_render_it_and_its_files_exist() {
     .iter()
     .map(|path| root.join(path))
     .collect();
-    expected.extend(files_with_extension(
-        &root.join("grafana/dashboards"),
-        "json",
-    ));
-    expected.extend(files_with_extension(&root.join("prometheus/rules"), "yml"));
+    expected.extend(files_with_extension(&root.join(GRAFANA_DASHBOARDS), "json"));
+    expected.extend(files_with_extension(&root.join(PROMETHEUS_RULES), "yml"));
     assert!(expected.len() >= 12, "{expected:?}");
     for path in expected {
         let path = path.canonicalize().expect("config file exists");
@@ -176,7 +176,7 @@ fn every_kustomization_says_how_to_render_it_and_its_files_exist() {
 
 #[test]
 fn the_kind_cluster_publishes_the_node_ports_on_loopback_only() {
-    let path = workspace_root().join("manifests/kind.yaml");
+    let path = workspace_root().join(KIND_CONFIG);
     let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read"))
         .expect("kind.yaml parses");
     assert_eq!(text_at(&config, "/kind"), "Cluster");
@@ -892,10 +892,9 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         ));
         return;
     };
-    problems.check(
-        config == read_repo("prometheus/prometheus-kubernetes.yml"),
-        || format!("prometheus: {config_file} is not prometheus/prometheus-kubernetes.yml"),
-    );
+    problems.check(config == read_repo(PROMETHEUS_KUBERNETES_CONFIG), || {
+        format!("prometheus: {config_file} is not prometheus/prometheus-kubernetes.yml")
+    });
     let config: Value = serde_yaml_ng::from_str(&config).expect("the Prometheus config parses");
     for (name, ns, port) in alertmanager_targets(&config, namespace(prometheus)) {
         problems.check(r.service_backend(&ns, &name, port).is_some(), || {
@@ -916,7 +915,7 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         let extension = glob
             .strip_prefix("*.")
             .unwrap_or_else(|| panic!("rule_files {pattern}: expected DIR/*.EXT"));
-        for file in files_with_extension(&workspace_root().join("prometheus/rules"), extension) {
+        for file in files_with_extension(&workspace_root().join(PROMETHEUS_RULES), extension) {
             let file_name = file
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -1038,7 +1037,7 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
         );
     }
     let dashboards_dir = get("DASHBOARDS_DIR");
-    for file in files_with_extension(&workspace_root().join("grafana/dashboards"), "json") {
+    for file in files_with_extension(&workspace_root().join(GRAFANA_DASHBOARDS), "json") {
         let file_name = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -1093,7 +1092,7 @@ fn check_alertmanager(r: &Rendering, problems: &mut Problems) {
     let config_file = args.get("--config.file").map_or("", String::as_str);
     problems.check(
         r.mounted_file(alertmanager, container, config_file)
-            == Some(read_repo("prometheus/alertmanager.yml")),
+            == Some(read_repo(ALERTMANAGER_CONFIG)),
         || format!("alertmanager: --config.file {config_file:?} is not prometheus/alertmanager.yml, mounted"),
     );
     let storage = args.get("--storage.path").map_or("", String::as_str);
@@ -1722,7 +1721,7 @@ fn kind_pod_subnet() -> Cidr {
 }
 
 fn read_kind_pod_subnet() -> Cidr {
-    let path = workspace_root().join("manifests/kind.yaml");
+    let path = workspace_root().join(KIND_CONFIG);
     let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read"))
         .expect("kind.yaml parses");
     let subnet = text_at(&config, "/networking/podSubnet");

@@ -64,7 +64,7 @@ fn both_configs_load_in_promtool() {
         &promtool,
         &["check", "config", local.to_str().expect("utf-8")],
     );
-    let rule_files = files_in("prometheus/rules").len();
+    let rule_files = files_in(xtask::paths::PROMETHEUS_RULES).len();
     assert!(
         output.contains(&format!("SUCCESS: {rule_files} rule files found")),
         "{output}"
@@ -124,7 +124,7 @@ fn target_labels_never_collide_with_metric_labels() {
 #[test]
 fn rules_load_and_their_unit_tests_pass() {
     let Some(promtool) = promtool() else { return };
-    let rules = files_in("prometheus/rules");
+    let rules = files_in(xtask::paths::PROMETHEUS_RULES);
     assert!(rules.len() >= 3, "{rules:?}");
     let mut check = vec!["check", "rules"];
     check.extend(rules.iter().map(String::as_str));
@@ -134,7 +134,7 @@ fn rules_load_and_their_unit_tests_pass() {
         rules.len(),
         "every rules file loads:\n{output}"
     );
-    for tests in files_in("prometheus/tests") {
+    for tests in files_in(xtask::paths::PROMETHEUS_RULE_TESTS) {
         let output = run(&promtool, &["test", "rules", &tests]);
         assert!(output.contains("SUCCESS"), "{tests}:\n{output}");
     }
@@ -165,13 +165,13 @@ pub(crate) fn yaml(path: &str) -> Value {
 
 #[test]
 fn every_alert_has_a_unit_test() {
-    let alerts: BTreeSet<String> = files_in("prometheus/rules")
+    let alerts: BTreeSet<String> = files_in(xtask::paths::PROMETHEUS_RULES)
         .iter()
         .flat_map(|file| alert_rules(&yaml(file)))
         .filter_map(|rule| rule["alert"].as_str().map(str::to_owned))
         .collect();
     assert!(alerts.contains("Watchdog"), "{alerts:?}");
-    let tested: BTreeSet<String> = files_in("prometheus/tests")
+    let tested: BTreeSet<String> = files_in(xtask::paths::PROMETHEUS_RULE_TESTS)
         .iter()
         .map(|file| yaml(file))
         .flat_map(|tests| tests["tests"].as_sequence().cloned().unwrap_or_default())
@@ -317,7 +317,7 @@ async fn prometheus_delivers_watchdog_to_alertmanager() {
             format!(
                 "--config.file={}",
                 workspace_root()
-                    .join("prometheus/alertmanager.yml")
+                    .join(xtask::paths::ALERTMANAGER_CONFIG)
                     .display()
             ),
             format!("--storage.path={}", dir.join("alertmanager").display()),

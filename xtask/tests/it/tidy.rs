@@ -411,11 +411,6 @@ const LONG_TESTS_NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
         91,
     ),
     (
-        "xtask/src/local/stack.rs",
-        "every_tool_runs_with_each_listener_on_loopback",
-        72,
-    ),
-    (
         "xtask/tests/it/alerting.rs",
         "alertmanager_mutes_what_a_failing_dependency_causes_upstream",
         109,
