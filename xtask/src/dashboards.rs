@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::workspace_root;
+use crate::paths::workspace_root;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -541,7 +541,10 @@ pub fn dashboards_configmap(rendered: &str) -> anyhow::Result<String> {
 /// so the running pod gets the new files without a restart, but only when the kubelet
 /// next syncs the ConfigMap into its volume. Whether it did so.
 fn refresh_cluster_dashboards() -> anyhow::Result<bool> {
-    use crate::cluster::{CLUSTER, LOAD_RESTRICTOR, OVERLAY, cluster_exists, kubectl, state_dir};
+    use crate::{
+        cluster::{CLUSTER, LOAD_RESTRICTOR, cluster_exists, kubectl},
+        paths::{KIND_OVERLAY as OVERLAY, cluster_state as state_dir},
+    };
     if crate::cmd::find_on_path("kind").is_none() {
         println!("--    kind cluster: none (kind is not installed)");
         return Ok(false);

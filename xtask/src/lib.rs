@@ -1,5 +1,6 @@
-//! The commands behind `cargo xtask`, one module each (`main.rs` only parses and
-//! dispatches), and the helpers they share.
+//! The commands behind `cargo xtask`: the module list and the command line, each command
+//! dispatched to its module (`main.rs` only parses). Shared helpers live in modules of
+//! their own (`paths`, `cmd`, `ports`, ...), never here.
 
 pub mod bench;
 pub mod chaos;
@@ -11,31 +12,17 @@ pub mod identity;
 pub mod local;
 pub mod logs;
 pub mod mesh;
+pub mod paths;
 pub mod ports;
 pub mod prometheus_config;
 pub mod readiness;
 pub mod scenario;
 pub mod smoke;
 pub mod supervisor;
+pub mod tools;
 pub mod traffic;
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
-
-/// The repository's root (xtask lives one level down).
-pub fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map_or(manifest.clone(), std::path::Path::to_path_buf)
-}
-
-/// Where cargo puts build output: `CARGO_TARGET_DIR`, or `target/` in the repository.
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-}
 
 #[derive(Debug, Parser)]
 #[command(

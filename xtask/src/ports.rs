@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use contract::topology::Topology;
 
-/// The gateway's port: the kind cluster's NodePort, so the guide's
+use crate::tools;
+
+/// The gateway's port: the kind cluster's NodePort, so the docs'
 /// `curl http://localhost:30080/...` works in both modes.
 pub const GATEWAY_PORT: u16 = 30080;
 
@@ -101,20 +103,16 @@ pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-fn likely_owner(port: u16) -> &'static str {
+fn likely_owner(port: u16) -> String {
     match port {
-        30080 => {
-            "the kind cluster's gateway NodePort (`cargo xtask cluster down`) or another \
-             `cargo xtask local` (`cargo xtask local --stop`)"
+        GATEWAY_PORT => "the kind cluster's gateway NodePort (`cargo xtask cluster down`) or \
+                         another `cargo xtask local` (`cargo xtask local --stop`)"
+            .to_owned(),
+        30081..=30099 | 31080..=31099 => {
+            "another `cargo xtask local` (`cargo xtask local --stop`)".to_owned()
         }
-        30081..=30099 | 31080..=31099 => "another `cargo xtask local` (`cargo xtask local --stop`)",
-        9090 => "another Prometheus (the kind cluster's: `cargo xtask cluster down`)",
-        9093 => "another Alertmanager (the kind cluster's: `cargo xtask cluster down`)",
-        3000 => "another Grafana, or a web dev server",
-        16686 => "another Jaeger (the kind cluster's: `cargo xtask cluster down`)",
-        14317 | 16685 => "another Jaeger",
-        4317 | 4318 | 13133 => "another OpenTelemetry Collector or Jaeger",
-        _ => "another program (`ss -ltnp` shows which)",
+        _ => tools::likely_owner(port)
+            .unwrap_or_else(|| "another program (`ss -ltnp` shows which)".to_owned()),
     }
 }
 
@@ -123,8 +121,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_gateway_gets_the_guides_port_and_the_others_follow() {
-        let ports = service_ports(&Topology::guide());
+    fn the_gateway_gets_the_clusters_node_port_and_the_others_follow() {
+        let ports = service_ports(&Topology::built_in());
         assert_eq!(ports["gateway-service"], 30080);
         let mut others: Vec<u16> = ports
             .iter()

@@ -3,7 +3,7 @@
 //! a test keeps equal to [`kubernetes`]). Both use the same job name, target labels and
 //! rule files, so the dashboards and alerts work unchanged on either, and both send
 //! their firing alerts to an Alertmanager (the Service `alertmanager` in the cluster,
-//! 127.0.0.1:9093 locally).
+//! 127.0.0.1 locally).
 //!
 //! Target labels are chosen not to collide with metric labels: the services' metrics
 //! carry `service_name` and `service`; a target label of the same name would make
@@ -12,11 +12,10 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
+use crate::tools;
+
 /// How often the services are scraped: often enough that a 10-second demo shows data.
 pub const SCRAPE_INTERVAL: &str = "5s";
-
-/// Where the committed cluster configuration lives, relative to the repository root.
-pub const KUBERNETES_CONFIG: &str = "prometheus/prometheus-kubernetes.yml";
 
 /// Where the local Prometheus and the Alertmanager it sends alerts to listen, on
 /// 127.0.0.1.
@@ -29,8 +28,8 @@ pub struct LocalPorts {
 impl LocalPorts {
     /// `cargo xtask local`'s: Prometheus's and Alertmanager's usual ports.
     pub const FIXED: LocalPorts = LocalPorts {
-        prometheus: 9090,
-        alertmanager: 9093,
+        prometheus: tools::PROMETHEUS.ports[0].port,
+        alertmanager: tools::ALERTMANAGER.ports[0].port,
     };
 }
 
@@ -47,7 +46,9 @@ fn alerting(address: &str) -> String {
 /// named `service` would clash with the metrics' own `service` label.
 /// Alerts go to the Service `alertmanager` of the same namespace (`monitoring`).
 pub fn kubernetes() -> String {
-    let alerting = alerting("alertmanager:9093");
+    // The cluster's Services listen on the tools' usual ports too.
+    let alerting = alerting(&format!("alertmanager:{}", tools::ALERTMANAGER.port()));
+    let prometheus = tools::PROMETHEUS.port();
     format!(
         r#"# Generated from xtask/src/prometheus_config.rs; do not edit by hand.
 # Regenerate: UPDATE_EXPECT=1 cargo test -p xtask --test it -- prometheus::the_committed
@@ -86,13 +87,14 @@ scrape_configs:
         target_label: pod
   - job_name: prometheus
     static_configs:
-      - targets: ['localhost:9090']
+      - targets: ['localhost:{prometheus}']
 "#
     )
 }
 
 /// `cargo xtask local`'s configuration: the services on `service_ports`, the rules of
-/// the checkout at `root`, Prometheus on 9090 and Alertmanager on 9093.
+/// the checkout at `root`, Prometheus and Alertmanager on their usual ports
+/// ([`LocalPorts::FIXED`]).
 pub fn local(service_ports: &BTreeMap<String, u16>, root: &Path) -> String {
     local_with_ports(service_ports, root, LocalPorts::FIXED)
 }

@@ -298,7 +298,7 @@ downstream_requests_total{service_name=\"gateway-service\",target=\"order-servic
     #[test]
     fn registered_families_without_new_samples_fail() {
         let expected = expected_growth(
-            Topology::guide()
+            Topology::built_in()
                 .service("gateway-service")
                 .expect("the gateway"),
         );

@@ -108,57 +108,72 @@ impl Supervisor {
         let probe = Probe::new()?;
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<&Wait> = waits.iter().collect();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for wait in pending {
-                if probe.answers(&wait.url, wait.any_answer).await {
-                    continue;
-                }
-                if let Some(status) = self.exit_status(&wait.name) {
-                    let log = self.log_of(&wait.name);
-                    let message = format!(
-                        "{} exited ({status}) before it was ready; see {}",
-                        wait.name,
-                        log.display()
-                    );
-                    if self.role_of(&wait.name) == Role::Optional {
-                        tell(&format!("warning: {message}; going on without it"));
-                        continue;
-                    }
-                    self.stop_all().await;
-                    bail!("{message}\n{}", tail(&log));
-                }
-                still.push(wait);
-            }
-            pending = still;
+        loop {
+            pending = self.not_ready_yet(&probe, pending).await?;
             if pending.is_empty() {
-                break;
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                let names: Vec<&str> = pending.iter().map(|w| w.name.as_str()).collect();
-                let logs = self.log_of(names[0]);
-                let logs = logs.parent().unwrap_or(&logs).display().to_string();
-                if pending
-                    .iter()
-                    .all(|w| self.role_of(&w.name) == Role::Optional)
-                {
-                    tell(&format!(
-                        "warning: {} not ready after {} s; going on (logs in {logs})",
-                        names.join(", "),
-                        timeout.as_secs()
-                    ));
-                    break;
-                }
-                self.stop_all().await;
-                bail!(
-                    "not ready after {} s: {} (logs in {logs})",
-                    timeout.as_secs(),
-                    names.join(", ")
-                );
+                return self.time_is_up(&pending, timeout).await;
             }
             tokio::time::sleep(every).await;
         }
-        Ok(())
+    }
+
+    /// Those of `pending` that do not answer yet. One that exited fails the wait (after
+    /// stopping everything), unless it is optional: then it is dropped with a warning.
+    async fn not_ready_yet<'a>(
+        &mut self,
+        probe: &Probe,
+        pending: Vec<&'a Wait>,
+    ) -> anyhow::Result<Vec<&'a Wait>> {
+        let mut still = Vec::new();
+        for wait in pending {
+            if probe.answers(&wait.url, wait.any_answer).await {
+                continue;
+            }
+            if let Some(status) = self.exit_status(&wait.name) {
+                let log = self.log_of(&wait.name);
+                let message = format!(
+                    "{} exited ({status}) before it was ready; see {}",
+                    wait.name,
+                    log.display()
+                );
+                if self.role_of(&wait.name) == Role::Optional {
+                    tell(&format!("warning: {message}; going on without it"));
+                    continue;
+                }
+                self.stop_all().await;
+                bail!("{message}\n{}", tail(&log));
+            }
+            still.push(wait);
+        }
+        Ok(still)
+    }
+
+    /// The wait's time is up with `pending` not ready: going on if all of them are
+    /// optional, otherwise everything is stopped and the wait fails.
+    async fn time_is_up(&mut self, pending: &[&Wait], timeout: Duration) -> anyhow::Result<()> {
+        let names: Vec<&str> = pending.iter().map(|w| w.name.as_str()).collect();
+        let logs = self.log_of(names[0]);
+        let logs = logs.parent().unwrap_or(&logs).display().to_string();
+        if pending
+            .iter()
+            .all(|w| self.role_of(&w.name) == Role::Optional)
+        {
+            tell(&format!(
+                "warning: {} not ready after {} s; going on (logs in {logs})",
+                names.join(", "),
+                timeout.as_secs()
+            ));
+            return Ok(());
+        }
+        self.stop_all().await;
+        bail!(
+            "not ready after {} s: {} (logs in {logs})",
+            timeout.as_secs(),
+            names.join(", ")
+        )
     }
 
     /// The pid of a process not known to have exited.

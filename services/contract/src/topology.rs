@@ -1,6 +1,6 @@
 //! The call graph as data: which service calls which, on which route, with what
 //! probability, and how long each service works. Parsed from YAML (see `topology.yaml`,
-//! the guide's graph, compiled in as the default) and validated before a service starts:
+//! the built-in seven-service graph, compiled in as the default) and validated before a service starts:
 //! an unknown service, a bad probability or a cycle is an error naming the line and the fix.
 
 use std::{
@@ -14,7 +14,7 @@ use std::{
 use marked_yaml::Spanned;
 use serde::Deserialize;
 
-/// The guide's graph, used when no file is given. The file stays in mock-service's
+/// The built-in graph, used when no file is given. The file stays in mock-service's
 /// directory: it is also the cluster's topology ConfigMap, the input of `cargo xtask
 /// codegen` and a file Tilt watches, all of which name it there.
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../../mock-service/topology.yaml");
@@ -142,8 +142,8 @@ pub enum LoadError {
 }
 
 impl Topology {
-    /// The compiled-in guide graph.
-    pub fn guide() -> Topology {
+    /// The built-in graph (`services/mock-service/topology.yaml`, compiled in).
+    pub fn built_in() -> Topology {
         Topology::parse("topology.yaml (built in)", DEFAULT_TOPOLOGY)
             .unwrap_or_else(|error| panic!("the built-in topology is invalid: {error}"))
     }
@@ -152,7 +152,7 @@ impl Topology {
     /// The one way the services and the tools read "a file, or the built-in graph".
     pub fn load(file: Option<&Path>) -> Result<Topology, LoadError> {
         let Some(path) = file else {
-            return Ok(Topology::guide());
+            return Ok(Topology::built_in());
         };
         let yaml = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
@@ -557,8 +557,8 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_topology_is_the_guides_graph() {
-        let topology = Topology::guide();
+    fn the_built_in_topology_is_the_seven_service_graph() {
+        let topology = Topology::built_in();
         assert_eq!(
             topology.service_names(),
             [
@@ -728,7 +728,10 @@ mod tests {
     #[test]
     fn load_reads_a_file_or_takes_the_built_in_graph() {
         let built_in = Topology::load(None).expect("the built-in graph");
-        assert_eq!(built_in.service_names(), Topology::guide().service_names());
+        assert_eq!(
+            built_in.service_names(),
+            Topology::built_in().service_names()
+        );
 
         let dir = std::env::temp_dir().join(format!("contract-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");

@@ -10,7 +10,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State, rejection::BytesRejection},
@@ -40,8 +39,7 @@ static UNREACHABLE: std::sync::LazyLock<Uri> =
 /// Bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// How long `/api/slow` takes: uniformly between these, in milliseconds (the guide's
-/// "0.5 to 2 s").
+/// How long `/api/slow` takes: uniformly between these, in milliseconds (0.5 to 2 s).
 const SLOW_MS: std::ops::RangeInclusive<u64> = 500..=2000;
 
 #[derive(Clone)]
@@ -83,6 +81,84 @@ struct PlannedCall {
     url: Uri,
 }
 
+impl RouteBehaviour {
+    /// `route` of `service` as the topology plans it, its calls at `dependency_urls`.
+    fn new(
+        service: &Service,
+        route: Route,
+        dependency_urls: &HashMap<String, String>,
+        business_events: &BusinessEvents,
+    ) -> Result<RouteBehaviour, StartError> {
+        let RoutePlan {
+            work_ms,
+            event,
+            calls,
+        } = service.plan(route).clone();
+        // Both outcomes' series exist (at zero) from the start.
+        let event = event.map(|name| {
+            let series = |status: &str| {
+                business_events.get_or_create_owned(&[
+                    ("event_type", name.clone()),
+                    ("status", status.to_owned()),
+                ])
+            };
+            BusinessEvent {
+                success: series("success"),
+                failure: series("failure"),
+                name,
+            }
+        });
+        let calls = calls
+            .iter()
+            .map(|call| PlannedCall::new(service, call, dependency_urls))
+            .collect::<Result<_, _>>()?;
+        Ok(RouteBehaviour {
+            work_ms,
+            event,
+            calls,
+        })
+    }
+}
+
+impl PlannedCall {
+    fn new(
+        service: &Service,
+        call: &contract::topology::Call,
+        dependency_urls: &HashMap<String, String>,
+    ) -> Result<PlannedCall, StartError> {
+        let base = dependency_urls
+            .get(&call.to)
+            .ok_or_else(|| StartError::NoUrl {
+                to: call.to.clone(),
+                service: service.name.clone(),
+            })?;
+        let url = format!("{base}{}", call.route.path());
+        Ok(PlannedCall {
+            to: call.to.clone(),
+            route: call.route,
+            probability: call.probability,
+            url: url.parse().map_err(|reason| StartError::BadUrl {
+                to: call.to.clone(),
+                url: base.clone(),
+                reason,
+            })?,
+        })
+    }
+}
+
+/// Why a service cannot start: its topology cannot be played as given.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no URL for {to}, which {service} calls")]
+    NoUrl { to: String, service: String },
+    #[error("the URL of {to}, {url}, is not valid: {reason}")]
+    BadUrl {
+        to: String,
+        url: String,
+        reason: axum::http::uri::InvalidUri,
+    },
+}
+
 impl AppState {
     /// `dependency_urls` maps each service that `service` calls to its base URL;
     /// `exemplars` says which latency observations carry trace ids.
@@ -91,7 +167,7 @@ impl AppState {
         dependency_urls: &HashMap<String, String>,
         downstream_timeout: Duration,
         exemplars: ExemplarFilter,
-    ) -> anyhow::Result<AppState> {
+    ) -> Result<AppState, StartError> {
         let dependencies = service
             .dependencies()
             .into_iter()
@@ -107,56 +183,12 @@ impl AppState {
             );
             faults.register_metrics(registry);
         });
-        let downstream = DownstreamClient::new(metrics.downstream.clone(), downstream_timeout)?;
+        let downstream = DownstreamClient::new(metrics.downstream.clone(), downstream_timeout);
         for dependency in service.dependencies() {
             metrics.downstream.declare(dependency);
         }
-
-        let behaviour = |route: Route| -> anyhow::Result<RouteBehaviour> {
-            let RoutePlan {
-                work_ms,
-                event,
-                calls,
-            } = service.plan(route).clone();
-            // Both outcomes' series exist (at zero) from the start.
-            let event = event.map(|name| {
-                let series = |status: &str| {
-                    business_events.get_or_create_owned(&[
-                        ("event_type", name.clone()),
-                        ("status", status.to_owned()),
-                    ])
-                };
-                BusinessEvent {
-                    success: series("success"),
-                    failure: series("failure"),
-                    name,
-                }
-            });
-            let calls = calls
-                .iter()
-                .map(|call| {
-                    let base = dependency_urls.get(&call.to).ok_or_else(|| {
-                        anyhow::anyhow!("no URL for {}, which {} calls", call.to, service.name)
-                    })?;
-                    Ok(PlannedCall {
-                        to: call.to.clone(),
-                        route: call.route,
-                        probability: call.probability,
-                        url: format!("{base}{}", call.route.path())
-                            .parse()
-                            .with_context(|| {
-                                format!("the URL of {}, {base}, is not valid", call.to)
-                            })?,
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?;
-            Ok(RouteBehaviour {
-                work_ms,
-                event,
-                calls,
-            })
-        };
-
+        let behaviour =
+            |route| RouteBehaviour::new(service, route, dependency_urls, &business_events);
         Ok(AppState(Arc::new(Inner {
             name: service.name.clone(),
             data: behaviour(Route::Data)?,

@@ -3,13 +3,11 @@
 
 use std::{collections::HashMap, net::IpAddr, path::Path, time::Duration};
 
-use anyhow::{Context as _, bail};
-
-use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, TracingMode};
+use telemetry::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, TelemetryError, TracingMode};
 
 use contract::{
     admin,
-    topology::{Topology, url_variable},
+    topology::{LoadError, Topology, url_variable},
 };
 
 use crate::server::ShutdownTiming;
@@ -50,6 +48,27 @@ application/openmetrics-text, as Prometheus does, else the Prometheus text forma
 Endpoints: GET /health, /ready, /metrics, /api/data, /api/slow, /api/error; POST /api/action
 ";
 
+/// A configuration that cannot run, saying which variable and what to set instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("TOPOLOGY_FILE: {0}")]
+    Topology(LoadError),
+    #[error("SERVICE_NAME is not set: set it to the service to play, one of {choices}")]
+    NoService { choices: String },
+    #[error("SERVICE_NAME={name} is not a service of the topology; use one of {choices}")]
+    UnknownService { name: String, choices: String },
+    #[error("{variable}={url} is not an http:// URL")]
+    NotHttp { variable: String, url: String },
+    #[error("{variable}={value} is not valid: {reason}")]
+    Invalid {
+        variable: String,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub service_name: String,
@@ -68,25 +87,24 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> anyhow::Result<Config> {
+    pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
-    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file = env("TOPOLOGY_FILE");
-        let topology = Topology::load(file.as_deref().map(Path::new)).context("TOPOLOGY_FILE")?;
+        let topology =
+            Topology::load(file.as_deref().map(Path::new)).map_err(ConfigError::Topology)?;
 
+        let choices = || topology.service_names().join(", ");
         let Some(service_name) = env("SERVICE_NAME") else {
-            bail!(
-                "SERVICE_NAME is not set: set it to the service to play, one of {}",
-                topology.service_names().join(", ")
-            );
+            return Err(ConfigError::NoService { choices: choices() });
         };
         let Some(service) = topology.service(&service_name) else {
-            bail!(
-                "SERVICE_NAME={service_name} is not a service of the topology; use one of {}",
-                topology.service_names().join(", ")
-            );
+            return Err(ConfigError::UnknownService {
+                name: service_name,
+                choices: choices(),
+            });
         };
 
         let dependency_urls = service
@@ -97,17 +115,17 @@ impl Config {
                 let url = env(&variable).unwrap_or_else(|| format!("http://{name}"));
                 let url = url.trim_end_matches('/').to_owned();
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    bail!("{variable}={url} is not an http:// URL");
+                    return Err(ConfigError::NotHttp { variable, url });
                 }
                 Ok((name.to_owned(), url))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<Result<_, ConfigError>>()?;
         // `telemetry::init` reads these itself; checked here too, so that a bad value is a
         // configuration error (exit status 2, before logging starts) like any other.
         TracingMode::from_lookup(&env)?;
 
         Ok(Config {
-            host: parse_var(&env, "HOST", "127.0.0.1".parse()?)?,
+            host: parse_var(&env, "HOST", IpAddr::from([127, 0, 0, 1]))?,
             port: parse_var(&env, "PORT", 8080)?,
             admin_port: parse_var(&env, "ADMIN_PORT", admin::DEFAULT_PORT)?,
             downstream_timeout: Duration::from_millis(parse_var(
@@ -127,17 +145,25 @@ impl Config {
     }
 }
 
-fn parse_var<T>(env: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> anyhow::Result<T>
+fn parse_var<T>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
 {
     match env(name) {
         None => Ok(default),
         Some(value) => value
             .trim()
             .parse()
-            .with_context(|| format!("{name}={value} is not valid")),
+            .map_err(|error: T::Err| ConfigError::Invalid {
+                variable: name.to_owned(),
+                reason: error.to_string(),
+                value,
+            }),
     }
 }
 
@@ -145,7 +171,7 @@ where
 mod tests {
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -1,4 +1,4 @@
-//! mock-service: one binary that plays any service of the mesh (the guide's `app.py`).
+//! mock-service: one binary that plays any service of the mesh.
 //! `SERVICE_NAME` picks the role; the topology says whom it calls.
 
 pub mod app;

@@ -1,3 +1,6 @@
+//! The `mock-service` binary: reads its configuration from the environment, sets up
+//! telemetry and serves its role of the topology until SIGTERM or Ctrl+C.
+
 use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::Context as _;

@@ -1,3 +1,6 @@
+//! `DownstreamClient`: the instrumented HTTP client for calls to other services (client
+//! spans, `traceparent`, timeouts, per-target metrics).
+
 use std::{fmt, time::Duration};
 
 use bytes::Bytes;
@@ -13,6 +16,9 @@ use tracing::{Instrument as _, field::Empty as EmptyField};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::{DownstreamMetrics, ids::inject_trace_context, metrics::CallStatus};
+
+/// What sending a request gives: the answer's status and body, or why there is none.
+type SendResult = Result<(http::StatusCode, Bytes), Box<dyn std::error::Error + Send + Sync>>;
 
 /// An HTTP client for calls to other services of the mesh.
 ///
@@ -58,18 +64,18 @@ pub enum DownstreamErrorKind {
 }
 
 impl DownstreamClient {
-    pub fn new(metrics: DownstreamMetrics, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(metrics: DownstreamMetrics, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout.min(Duration::from_secs(1))));
         connector.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Self {
+        Self {
             http,
             metrics,
             timeout,
-        })
+        }
     }
 
     /// Calls `method uri` on the dependency `service` (its name labels the metrics and the
@@ -101,30 +107,7 @@ impl DownstreamClient {
             .await;
         let elapsed = started.elapsed();
 
-        let (status, outcome) = match result {
-            Ok(Ok((status, body))) if status.is_success() => {
-                span.record("http.response.status_code", status.as_u16());
-                (
-                    CallStatus::Answered(status.as_u16()),
-                    Ok(DownstreamResponse { status, body }),
-                )
-            }
-            Ok(Ok((status, _))) => {
-                span.record("http.response.status_code", status.as_u16());
-                (
-                    CallStatus::Answered(status.as_u16()),
-                    Err(DownstreamErrorKind::Status(status)),
-                )
-            }
-            Err(_elapsed) => (
-                CallStatus::Failed,
-                Err(DownstreamErrorKind::Timeout(self.timeout)),
-            ),
-            Ok(Err(error)) => (
-                CallStatus::Failed,
-                Err(DownstreamErrorKind::Unreachable(root_cause(&*error))),
-            ),
-        };
+        let (status, outcome) = self.outcome(&span, result);
         self.metrics
             .observe(service, status, elapsed, context.span().span_context());
 
@@ -137,12 +120,35 @@ impl DownstreamClient {
         })
     }
 
-    async fn send(
+    /// What a call's result means: the status the metrics count it under, and the
+    /// answer or why it failed; an answer's status goes on the span.
+    fn outcome(
         &self,
-        method: Method,
-        uri: &Uri,
-        context: &Context,
-    ) -> Result<(http::StatusCode, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+        span: &tracing::Span,
+        result: Result<SendResult, tokio::time::error::Elapsed>,
+    ) -> (CallStatus, Result<DownstreamResponse, DownstreamErrorKind>) {
+        match result {
+            Ok(Ok((status, body))) => {
+                span.record("http.response.status_code", status.as_u16());
+                let answered = CallStatus::Answered(status.as_u16());
+                if status.is_success() {
+                    (answered, Ok(DownstreamResponse { status, body }))
+                } else {
+                    (answered, Err(DownstreamErrorKind::Status(status)))
+                }
+            }
+            Err(_elapsed) => (
+                CallStatus::Failed,
+                Err(DownstreamErrorKind::Timeout(self.timeout)),
+            ),
+            Ok(Err(error)) => (
+                CallStatus::Failed,
+                Err(DownstreamErrorKind::Unreachable(root_cause(&*error))),
+            ),
+        }
+    }
+
+    async fn send(&self, method: Method, uri: &Uri, context: &Context) -> SendResult {
         let mut request = Request::builder()
             .method(method)
             .uri(uri.clone())
@@ -263,8 +269,7 @@ mod tests {
         });
 
         let metrics = Metrics::new("caller", ExemplarFilter::TraceBased, |_| {});
-        let client = DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2))
-            .expect("client");
+        let client = DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2));
         let parent = tracing::info_span!("handler");
         let response = client
             .call("callee", Method::GET, &uri)

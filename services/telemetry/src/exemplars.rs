@@ -6,7 +6,7 @@ use std::{fmt, str::FromStr};
 use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 
-use crate::labels::write_label;
+use crate::{TelemetryError, labels::write_label};
 
 /// The OpenTelemetry SDK's variable that chooses the [`ExemplarFilter`].
 pub const EXEMPLAR_FILTER_VARIABLE: &str = "OTEL_METRICS_EXEMPLAR_FILTER";
@@ -27,11 +27,11 @@ pub struct UnknownExemplarFilter(String);
 
 impl ExemplarFilter {
     /// From [`EXEMPLAR_FILTER_VARIABLE`]; unset or empty means the default, `trace_based`.
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> Result<Self, TelemetryError> {
         match std::env::var(EXEMPLAR_FILTER_VARIABLE) {
             Ok(value) => value
                 .parse()
-                .map_err(|error| anyhow::anyhow!("{EXEMPLAR_FILTER_VARIABLE}={value}: {error}")),
+                .map_err(|filter| TelemetryError::ExemplarFilter { value, filter }),
             Err(_) => Ok(Self::default()),
         }
     }

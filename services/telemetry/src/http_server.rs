@@ -9,9 +9,12 @@ use axum::{
     response::{IntoResponse as _, Response},
 };
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use opentelemetry::{global, trace::TraceContextExt as _};
+use opentelemetry::{
+    global,
+    trace::{SpanContext, TraceContextExt as _},
+};
 use opentelemetry_http::HeaderExtractor;
-use tracing::{Instrument as _, field::Empty};
+use tracing::{Instrument as _, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::{DrainDeadline, HttpMetrics, ids::trace_id_hex, metrics::Endpoint};
@@ -101,61 +104,17 @@ pub async fn observe_http(
         return response;
     }
 
-    // `METHOD /route`, joined by hand: a `format_args!` field is formatted through the
-    // formatting machinery on every request.
-    let route = endpoint.as_str();
-    let mut name = String::with_capacity(method.len() + 1 + route.len());
-    name.push_str(method);
-    name.push(' ');
-    name.push_str(route);
-    let span = tracing::info_span!(
-        target: "telemetry::http",
-        "HTTP request",
-        otel.name = name.as_str(),
-        otel.kind = "server",
-        http.request.method = method,
-        http.route = endpoint.as_str(),
-        url.path = request.uri().path(),
-        url.scheme = "http",
-        http.response.status_code = Empty,
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        error.type = Empty,
-    );
-    let parent = global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(request.headers()))
-    });
-    // Fails only when the OpenTelemetry layer is not installed (tracing disabled):
-    // then there is no trace to continue.
-    let _ = span.set_parent(parent);
-
+    let span = server_span(method, &endpoint, &request);
     let handled = next.run(request).instrument(span.clone());
     let (mut response, cancelled) = until_deadline(handled, observer.drain_deadline.as_ref()).await;
 
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("error.type", status.as_str());
-        // A description makes the status ERROR with that message; a later status code
-        // would replace it with a bare ERROR.
-        if cancelled {
-            span.record("otel.status_description", CANCELLED_AT_DRAIN_DEADLINE);
-        } else {
-            span.record("otel.status_code", "ERROR");
-        }
-    }
+    record_status(&span, status, cancelled);
     // Without the OpenTelemetry layer this is an empty context: no header, no exemplar.
     let context = span.context();
     let otel_span = context.span();
     let span_context = otel_span.span_context();
-    if span_context.is_valid()
-        && let Ok(trace_id) =
-            HeaderValue::from_bytes(trace_id_hex(span_context.trace_id()).as_bytes())
-    {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(TRACE_ID_HEADER), trace_id);
-    }
+    attach_trace_id(&mut response, span_context);
     let elapsed = started.elapsed();
     // The access log: one line per traced request, inside its span, so it carries the
     // trace id and `cargo xtask logs --trace` finds every service a request went through.
@@ -178,6 +137,67 @@ pub async fn observe_http(
         Some(span_context),
     );
     response
+}
+
+/// The request's server span, named `METHOD /route`, continuing the caller's trace
+/// (`traceparent`) when there is one.
+fn server_span(method: &str, endpoint: &Endpoint, request: &Request) -> Span {
+    // `METHOD /route`, joined by hand: a `format_args!` field is formatted through the
+    // formatting machinery on every request.
+    let route = endpoint.as_str();
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
+    let span = tracing::info_span!(
+        target: "telemetry::http",
+        "HTTP request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        url.scheme = "http",
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        error.type = Empty,
+    );
+    let parent = global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    // Fails only when the OpenTelemetry layer is not installed (tracing disabled):
+    // then there is no trace to continue.
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// The answer's status on the span; a 5xx makes it an error, described when the drain
+/// deadline cancelled the request.
+fn record_status(span: &Span, status: StatusCode, cancelled: bool) {
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("error.type", status.as_str());
+        // A description makes the status ERROR with that message; a later status code
+        // would replace it with a bare ERROR.
+        if cancelled {
+            span.record("otel.status_description", CANCELLED_AT_DRAIN_DEADLINE);
+        } else {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
+/// `x-trace-id: <trace id>` on the response, when there is a trace.
+fn attach_trace_id(response: &mut Response, span_context: &SpanContext) {
+    if span_context.is_valid()
+        && let Ok(trace_id) =
+            HeaderValue::from_bytes(trace_id_hex(span_context.trace_id()).as_bytes())
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(TRACE_ID_HEADER), trace_id);
+    }
 }
 
 /// The answer of `handled`, or, when `deadline` is reached first, the cancelled answer

@@ -1,3 +1,6 @@
+//! The JSON log line format: one object per event, with the current span's `trace_id`
+//! and `span_id`, so a log line leads to its trace and back.
+
 use std::{
     collections::BTreeMap,
     fmt,

@@ -5,7 +5,7 @@
 //!   over OTLP/gRPC, returning a [`TelemetryGuard`] that flushes spans on shutdown.
 //! - [`Metrics`]: a Prometheus registry (prometheus-client, with process metrics) whose
 //!   every series carries `service_name`, plus the HTTP and downstream metric families
-//!   of the guide. [`Metrics::scrape_response`] answers `/metrics` in the format the
+//!   every service of the mesh has. [`Metrics::scrape_response`] answers `/metrics` in the format the
 //!   scraper asks for: OpenMetrics 1.0.0 (with exemplars) when its `Accept` names
 //!   `application/openmetrics-text`, as Prometheus's does, else the Prometheus text
 //!   format 0.0.4 (what a plain `curl` gets; no exemplars).
@@ -50,7 +50,7 @@
 //! use std::time::Duration;
 //!
 //! #[tokio::main]
-//! async fn main() -> anyhow::Result<()> {
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let guard = telemetry::init("my-service")?;
 //!     // A family of the service's own; counters are registered without `_total`.
 //!     let greetings = Family::<[(&'static str, &'static str); 1], Counter>::default();
@@ -59,7 +59,7 @@
 //!         telemetry::ExemplarFilter::from_env()?,
 //!         |registry| registry.register("greetings", "Greetings sent", greetings.clone()),
 //!     );
-//!     let client = telemetry::DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2))?;
+//!     let client = telemetry::DownstreamClient::new(metrics.downstream.clone(), Duration::from_secs(2));
 //!     // Parsed once, at start-up, not on every call.
 //!     let other: http::Uri = "http://other-service/hi".parse()?;
 //!
@@ -91,6 +91,7 @@
 //! ```
 
 mod downstream;
+mod error;
 mod exemplars;
 mod exposition;
 mod http_server;
@@ -106,11 +107,13 @@ mod test_support;
 mod tracing_init;
 
 pub use downstream::{DownstreamClient, DownstreamError, DownstreamErrorKind, DownstreamResponse};
+pub use error::TelemetryError;
 pub use exemplars::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, UnknownExemplarFilter};
 pub use exposition::Format;
 pub use http_server::{CANCELLED_AT_DRAIN_DEADLINE, HttpObserver, TRACE_ID_HEADER, observe_http};
 pub use metrics::{DownstreamMetrics, HttpMetrics, Metrics, UNMATCHED_ROUTE};
 pub use shutdown::{DrainDeadline, shutdown_signal};
 pub use tracing_init::{
-    SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard, TracingMode, init,
+    OTLP_ENDPOINT_VARIABLE, SDK_DISABLED_VARIABLE, TRACES_EXPORTER_VARIABLE, TelemetryGuard,
+    TracingMode, init,
 };

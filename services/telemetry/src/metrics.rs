@@ -1,3 +1,6 @@
+//! The Prometheus registry and the HTTP and downstream metric families, with their
+//! bounded labels and trace exemplars.
+
 use std::{
     borrow::Cow,
     fmt,
@@ -336,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn names_types_and_labels_are_the_guides_in_the_text_format() {
+    fn names_types_and_labels_are_the_dashboards_in_the_text_format() {
         let metrics = Metrics::new("user-service", ExemplarFilter::TraceBased, |_| {});
         metrics.http.observe(
             "GET",
@@ -415,7 +418,7 @@ mod tests {
             value(&text, "downstream_request_duration_seconds_count", &call),
             Some(1.0)
         );
-        // The guide's 14 buckets and +Inf, each series with its service.
+        // The 14 latency buckets and +Inf, each series with its service.
         let buckets: Vec<String> = samples(&text)
             .into_iter()
             .filter(|sample| sample.name == "http_request_duration_seconds_bucket")

@@ -30,6 +30,38 @@ impl ProcessMetrics {
     }
 }
 
+/// The metrics of `/proc/self/stat`: CPU time, memory, threads.
+fn encode_stat(encoder: &mut DescriptorEncoder, stat: &procfs::process::Stat) -> fmt::Result {
+    let cpu_seconds = (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
+    let counter = ConstCounter::new(cpu_seconds);
+    // Registered as `process_cpu_seconds`: the encoder appends `_total`.
+    counter.encode(encoder.encode_descriptor(
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds.",
+        None,
+        counter.metric_type(),
+    )?)?;
+    gauge(
+        encoder,
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes.",
+        stat.vsize,
+    )?;
+    gauge(
+        encoder,
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        stat.rss * procfs::page_size(),
+    )?;
+    gauge(
+        encoder,
+        "process_threads",
+        "Number of OS threads in the process.",
+        stat.num_threads,
+    )?;
+    Ok(())
+}
+
 /// A metric that cannot be read this time (a /proc file missing, say, under a sandbox) is
 /// left out of this scrape; the others are still exposed.
 impl Collector for ProcessMetrics {
@@ -38,33 +70,7 @@ impl Collector for ProcessMetrics {
             return Ok(());
         };
         if let Ok(stat) = process.stat() {
-            let cpu_seconds = (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
-            let counter = ConstCounter::new(cpu_seconds);
-            // Registered as `process_cpu_seconds`: the encoder appends `_total`.
-            counter.encode(encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds.",
-                None,
-                counter.metric_type(),
-            )?)?;
-            gauge(
-                &mut encoder,
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes.",
-                stat.vsize,
-            )?;
-            gauge(
-                &mut encoder,
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes.",
-                stat.rss * procfs::page_size(),
-            )?;
-            gauge(
-                &mut encoder,
-                "process_threads",
-                "Number of OS threads in the process.",
-                stat.num_threads,
-            )?;
+            encode_stat(&mut encoder, &stat)?;
         }
         if let Ok(open) = process.fd_count() {
             gauge(

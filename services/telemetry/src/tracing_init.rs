@@ -6,13 +6,15 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing::{Dispatch, level_filters::LevelFilter};
 use tracing_subscriber::{EnvFilter, Layer as _, filter::Targets, layer::SubscriberExt as _};
 
-use crate::json_log::{JsonLogFormat, NoSpanFields};
+use crate::{
+    TelemetryError,
+    json_log::{JsonLogFormat, NoSpanFields},
+};
 
 /// How long shutdown waits for the last spans to reach the collector. Bounded, so an
 /// unreachable collector cannot hold up a pod's termination.
@@ -45,7 +47,7 @@ pub struct TelemetryGuard {
 /// drops spans, it never slows a request. Call from inside a multi-thread Tokio runtime
 /// (the exporter's gRPC channel runs on it). Fails on an `OTEL_TRACES_EXPORTER` other
 /// than `otlp` or `none`.
-pub fn init(service_name: &str) -> anyhow::Result<TelemetryGuard> {
+pub fn init(service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
 
     let provider = match TracingMode::from_env()? {
@@ -88,7 +90,7 @@ pub fn init(service_name: &str) -> anyhow::Result<TelemetryGuard> {
     );
     let _ = dispatch_slot.set(dispatch.downgrade());
     tracing::dispatcher::set_global_default(dispatch)
-        .context("a global tracing subscriber is already installed")?;
+        .map_err(TelemetryError::SubscriberInstalled)?;
 
     Ok(TelemetryGuard { provider })
 }
@@ -117,11 +119,11 @@ fn flush(provider: &SdkTracerProvider) {
     }
 }
 
-fn otlp_exporter() -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+fn otlp_exporter() -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .build()
-        .context("building the OTLP span exporter (check OTEL_EXPORTER_OTLP_ENDPOINT)")
+        .map_err(TelemetryError::Exporter)
 }
 
 /// The SDK's provider, exporting to `exporter` in batches, or with no span processor at
@@ -148,6 +150,9 @@ fn tracer_provider(
 
 /// The SDK's switch that turns it off whole (the OpenTelemetry convention).
 pub const SDK_DISABLED_VARIABLE: &str = "OTEL_SDK_DISABLED";
+/// Where the OTLP exporter sends spans (the SDK's variable; `cargo xtask local
+/// --otlp-endpoint` sets it).
+pub const OTLP_ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// The SDK's choice of span exporter: `otlp` (the default) or `none`.
 pub const TRACES_EXPORTER_VARIABLE: &str = "OTEL_TRACES_EXPORTER";
 
@@ -167,13 +172,15 @@ pub enum TracingMode {
 
 impl TracingMode {
     /// From the process's environment.
-    pub fn from_env() -> anyhow::Result<TracingMode> {
+    pub fn from_env() -> Result<TracingMode, TelemetryError> {
         TracingMode::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// From `env`, which answers a variable's value. Case and surrounding blanks do not
     /// matter, and an empty value is the default, as the SDK reads its variables.
-    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<TracingMode> {
+    pub fn from_lookup(
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<TracingMode, TelemetryError> {
         let normal = |name| env(name).map(|value| value.trim().to_ascii_lowercase());
         if normal(SDK_DISABLED_VARIABLE).as_deref() == Some("true") {
             return Ok(TracingMode::Disabled);
@@ -181,12 +188,9 @@ impl TracingMode {
         match normal(TRACES_EXPORTER_VARIABLE).as_deref() {
             None | Some("" | "otlp") => Ok(TracingMode::Otlp),
             Some("none") => Ok(TracingMode::IdsOnly),
-            Some(_) => bail!(
-                "{TRACES_EXPORTER_VARIABLE}={} is not supported: use otlp (the default: spans \
-                 over OTLP/gRPC) or none (trace ids and propagation, no export); \
-                 {SDK_DISABLED_VARIABLE}=true turns tracing off",
-                env(TRACES_EXPORTER_VARIABLE).unwrap_or_default()
-            ),
+            Some(_) => Err(TelemetryError::UnsupportedTracesExporter(
+                env(TRACES_EXPORTER_VARIABLE).unwrap_or_default(),
+            )),
         }
     }
 }
@@ -217,7 +221,7 @@ fn exported_spans() -> Targets {
 mod tests {
     use super::*;
 
-    fn mode(vars: &[(&str, &str)]) -> anyhow::Result<TracingMode> {
+    fn mode(vars: &[(&str, &str)]) -> Result<TracingMode, TelemetryError> {
         TracingMode::from_lookup(|name| {
             vars.iter()
                 .find(|(key, _)| *key == name)

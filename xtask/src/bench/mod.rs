@@ -29,8 +29,8 @@ use crate::{
         images::{build_binary, build_image},
     },
     cmd::{Cmd, find_on_path},
+    paths::workspace_root,
     supervisor::terminate,
-    workspace_root,
 };
 use load::{Load, Shape};
 use machine::Machine;
@@ -253,7 +253,7 @@ fn build(profile: &str) -> anyhow::Result<Binaries> {
         .args(["--package", "bench-server"])
         .current_dir(workspace_root())
         .run()?;
-    let out = crate::target_dir().join(profile_dir(profile));
+    let out = crate::paths::target_dir().join(profile_dir(profile));
     Ok(Binaries {
         service: out.join("mock-service"),
         xtask: out.join("xtask"),

@@ -150,7 +150,7 @@ fn exchanges_at_gateway(endpoint: Endpoint) -> f64 {
         .into_iter()
         .find(|route| route.path() == endpoint.path())
         .map_or(f64::NAN, |route| {
-            exchanges_per_request(&Topology::guide(), "gateway-service", route)
+            exchanges_per_request(&Topology::built_in(), "gateway-service", route)
         })
 }
 

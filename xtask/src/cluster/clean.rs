@@ -8,8 +8,8 @@ use super::{IMAGE_LABEL, Runner, lifecycle};
 use crate::{
     cmd::{Cmd, find_on_path},
     local::{self, CONTAINER_LABEL},
-    mesh::local::{RunLock, state_dir},
-    workspace_root,
+    mesh::local::RunLock,
+    paths::{GENERATED, in_repo, local_state},
 };
 
 #[derive(Debug, clap::Args)]
@@ -25,16 +25,6 @@ pub struct CleanArgs {
     #[arg(long)]
     pub dry_run: bool,
 }
-
-/// The directories xtask generates, relative to the repository root (`bench-tools`: the
-/// oha that `cargo xtask bench` installed, if it did).
-const GENERATED: [&str; 5] = [
-    "target/local",
-    "target/image",
-    "target/cluster",
-    "target/bench",
-    "target/bench-tools",
-];
 
 impl CleanArgs {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -57,14 +47,7 @@ impl CleanArgs {
 
         if runner.dry_run || docker_answers() {
             remove_containers(runner)?;
-            runner.run(Cmd::new("docker", "removing the images xtask built").args([
-                "image",
-                "prune",
-                "--all",
-                "--force",
-                "--filter",
-                &format!("label={IMAGE_LABEL}"),
-            ]))?;
+            remove_images(runner)?;
         } else {
             eprintln!(
                 "skipped containers and images: no Docker engine answers (`docker info`), so there are none to remove"
@@ -75,30 +58,46 @@ impl CleanArgs {
             println!("remove {}", GENERATED.join(" "));
             return Ok(());
         }
-        for dir in GENERATED {
-            let path = workspace_root().join(dir);
-            if !path.exists() {
-                continue;
-            }
-            // target/local holds the lock of a `cargo xtask local` that may be starting
-            // (building) now: removed only while no `local` holds it.
-            let _lock = if path == state_dir() {
-                match RunLock::try_take()? {
-                    Ok(lock) => Some(lock),
-                    Err(held) => {
-                        eprintln!("skipped {dir}: {held}");
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            std::fs::remove_dir_all(&path)
-                .map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))?;
-            eprintln!("removed {dir}");
-        }
-        Ok(())
+        remove_generated()
     }
+}
+
+/// The images xtask built, found by their label.
+fn remove_images(runner: Runner) -> anyhow::Result<()> {
+    runner.run(Cmd::new("docker", "removing the images xtask built").args([
+        "image",
+        "prune",
+        "--all",
+        "--force",
+        "--filter",
+        &format!("label={IMAGE_LABEL}"),
+    ]))
+}
+
+/// Removes the folders under target/ that xtask generates; target/local only while no
+/// `cargo xtask local` holds its lock (one may be starting, building, now).
+fn remove_generated() -> anyhow::Result<()> {
+    for dir in GENERATED {
+        let path = in_repo(dir);
+        if !path.exists() {
+            continue;
+        }
+        let _lock = if path == local_state() {
+            match RunLock::try_take()? {
+                Ok(lock) => Some(lock),
+                Err(held) => {
+                    eprintln!("skipped {dir}: {held}");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        std::fs::remove_dir_all(&path)
+            .map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))?;
+        eprintln!("removed {dir}");
+    }
+    Ok(())
 }
 
 fn docker_answers() -> bool {

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use sha2::{Digest as _, Sha256};
 
-use super::{IMAGE, IMAGE_LABEL, Runner, state_dir};
+use super::{IMAGE, IMAGE_LABEL, Runner};
 use crate::{
     cmd::{Cmd, find_on_path},
-    target_dir, workspace_root,
+    paths::{IMAGE_CONTEXT, cluster_state, image_context, target_dir, workspace_root},
 };
 
 #[derive(Debug, clap::Args)]
@@ -38,11 +38,6 @@ pub const TAG_PLACEHOLDER: &str = "<sha256 of target/image/mock-service>";
 /// statically (musl) so the image needs nothing but the binary.
 pub fn node_target() -> String {
     format!("{}-unknown-linux-musl", std::env::consts::ARCH)
-}
-
-/// `target/image/`: the image's build context, holding only the binary.
-pub fn context_dir() -> PathBuf {
-    workspace_root().join("target").join("image")
 }
 
 impl ImagesArgs {
@@ -82,7 +77,7 @@ pub fn build_binary(runner: Runner) -> anyhow::Result<PathBuf> {
             ])
             .current_dir(workspace_root()),
     )?;
-    let destination = context_dir().join("mock-service");
+    let destination = image_context().join("mock-service");
     if runner.dry_run {
         return Ok(destination);
     }
@@ -90,7 +85,7 @@ pub fn build_binary(runner: Runner) -> anyhow::Result<PathBuf> {
         .join(&target)
         .join("container")
         .join("mock-service");
-    std::fs::create_dir_all(context_dir())?;
+    std::fs::create_dir_all(image_context())?;
     // Replace, not overwrite in place: a running container may hold the old file.
     let _ = std::fs::remove_file(&destination);
     std::fs::copy(&built, &destination)
@@ -128,7 +123,7 @@ pub fn build_image(runner: Runner) -> anyhow::Result<String> {
     let reference = if runner.dry_run {
         format!("{IMAGE}:{TAG_PLACEHOLDER}")
     } else {
-        image_reference(&context_dir().join("mock-service"))?
+        image_reference(&image_context().join("mock-service"))?
     };
     let exists = !runner.dry_run
         && Cmd::new("docker", "checking for the image")
@@ -147,14 +142,14 @@ pub fn build_image(runner: Runner) -> anyhow::Result<String> {
                     IMAGE_LABEL,
                     "--file",
                     "Dockerfile",
-                    "target/image",
+                    IMAGE_CONTEXT,
                 ])
                 .current_dir(workspace_root()),
         )?;
     }
     if !runner.dry_run {
-        std::fs::create_dir_all(state_dir())?;
-        std::fs::write(state_dir().join("image"), &reference)?;
+        std::fs::create_dir_all(cluster_state())?;
+        std::fs::write(cluster_state().join("image"), &reference)?;
     }
     Ok(reference)
 }
@@ -164,7 +159,7 @@ pub fn last_built(runner: Runner) -> anyhow::Result<String> {
     if runner.dry_run {
         return Ok(format!("{IMAGE}:{TAG_PLACEHOLDER}"));
     }
-    let path = state_dir().join("image");
+    let path = cluster_state().join("image");
     std::fs::read_to_string(&path)
         .map(|reference| reference.trim().to_owned())
         .with_context(|| {

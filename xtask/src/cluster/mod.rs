@@ -11,21 +11,17 @@ pub mod images;
 pub mod lifecycle;
 pub mod up;
 
-use std::path::PathBuf;
-
 use anyhow::bail;
 
 use crate::{
     cmd::{Cmd, find_on_path, how_to_get},
-    workspace_root,
+    paths::workspace_root,
 };
 
 /// The kind cluster this project creates, and the only one it acts on.
 pub const CLUSTER: &str = "monitoring-demo";
 /// Its kubeconfig context, passed to every kubectl call.
 pub const CONTEXT: &str = "kind-monitoring-demo";
-/// The overlay deployed to kind.
-pub const OVERLAY: &str = "manifests/overlays/kind";
 /// The config files live at the repository root, shared with `cargo xtask local`, so the
 /// manifests are rendered without kustomize's "files under the kustomization" rule.
 pub const LOAD_RESTRICTOR: &str = "--load-restrictor=LoadRestrictionsNone";
@@ -96,14 +92,9 @@ pub fn cluster_exists() -> anyhow::Result<bool> {
     Ok(clusters.lines().any(|line| line.trim() == CLUSTER))
 }
 
-/// Where the cluster commands keep what they generate (`target/cluster/`).
-pub fn state_dir() -> PathBuf {
-    workspace_root().join("target").join("cluster")
-}
-
 /// The deployments to wait for: the seven services, then the observability stack.
 pub fn deployments() -> Vec<(&'static str, String)> {
-    let mut all: Vec<(&str, String)> = contract::topology::Topology::guide()
+    let mut all: Vec<(&str, String)> = contract::topology::Topology::built_in()
         .service_names()
         .into_iter()
         .map(|name| ("services", name.to_owned()))

@@ -4,17 +4,17 @@
 use std::time::Duration;
 
 use super::{Runner, deploy, images, lifecycle};
-use crate::smoke::SmokeArgs;
+use crate::{smoke::SmokeArgs, tools};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(after_help = format!("\
 Examples:
   cargo xtask up            # kind cluster, image, load, deploy, smoke test
   cargo xtask up --dry-run  # the exact commands, in order
 
 Afterwards kind-monitoring-demo is the current kubectl context (as after `kind create
 cluster`; xtask names the one before), so plain kubectl and `tilt up` use the cluster.
-UIs: gateway :30080, Prometheus :9090, Alertmanager :9093, Grafana :3000, Jaeger :16686.")]
+UIs: gateway {GATEWAY}, {}.", tools::browsable_urls()))]
 pub struct UpArgs {
     /// Print the commands instead of running them
     #[arg(long)]
@@ -50,10 +50,9 @@ impl UpArgs {
         .run()
         .await?;
         eprintln!(
-            "\nThe mesh runs in kind: gateway {GATEWAY}, Prometheus http://localhost:9090, \
-             Alertmanager http://localhost:9093, Grafana http://localhost:3000 (admin/admin), \
-             Jaeger http://localhost:16686. Plain kubectl and `tilt up` use it too \
-             (the current context is kind-monitoring-demo)."
+            "\nThe mesh runs in kind: gateway {GATEWAY}, {}. Plain kubectl and `tilt up` use it \
+             too (the current context is kind-monitoring-demo).",
+            tools::browsable_urls()
         );
         Ok(())
     }

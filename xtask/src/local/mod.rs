@@ -21,15 +21,16 @@ use crate::{
     identity::{
         ProcessIdentity, StaleNote, StaleReason, Standing, gone_within, signal_recorded, standing,
     },
-    mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file, state_dir},
+    mesh::local::{LocalMesh, RunLock, ServiceProcess, ToolProcess, log_file},
+    paths::{LOCAL_STATE, local_state, target_dir, workspace_root},
     ports::{self, admin_port, entry_service, service_ports},
     supervisor::{Role, STOP_TIMEOUT, StopSignals, Supervisor, Wait, show, tell},
-    target_dir, workspace_root,
+    tools,
 };
 pub use stack::{CONTAINER_LABEL, JaegerFrom, Tool, jaeger_command, jaeger_image};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(after_help = format!("\
 Examples:
   cargo xtask local                  # build, start everything, wait; Ctrl+C stops it all
   cargo xtask local --stop           # stop a mesh started from another terminal
@@ -38,9 +39,7 @@ Examples:
 
 Ports (127.0.0.1 only): gateway 30080 (the kind cluster's NodePort too), the other
 services 30081-30086 in topology order, their fault APIs 1000 above (31080-31086);
-Prometheus 9090, Alertmanager 9093, Grafana 3000, Jaeger 16686 (UI) and 16685 (query
-gRPC), OpenTelemetry Collector 4317/4318 and 13133 (health); every one is checked free
-before anything starts. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks,
+{}; every one is checked free before anything starts. Each tool runs when found on PATH; Jaeger, which nixpkgs lacks,
 runs from Docker (the cluster's image, ports on 127.0.0.1 only) when no binary is on
 PATH and a Docker engine answers. Spans are exported whenever a collector or Jaeger
 runs, or to --otlp-endpoint; otherwise they go nowhere (OTEL_TRACES_EXPORTER=none), but
@@ -52,7 +51,7 @@ second one exits at once, touching nothing.
 Logs and data: target/local/ (`cargo xtask logs` reads the logs); what runs:
 target/local/mesh.json, each process with its pid and identity (program and start time):
 --stop signals a pid only while it is still that process, and reports any other as
-stale, leaving it alone.")]
+stale, leaving it alone.", tools::ports_help()))]
 pub struct LocalArgs {
     /// Stop the mesh that `cargo xtask local` started (e.g. from another terminal); a
     /// recorded pid that is now another program is left alone
@@ -102,7 +101,7 @@ impl LocalArgs {
         let mut signals = StopSignals::listen()?;
         let launch = self.plan()?;
         let binary = build_service(self.release)?;
-        let state = state_dir();
+        let state = local_state();
         std::fs::create_dir_all(state.join("logs"))
             .with_context(|| format!("creating {}", state.join("logs").display()))?;
 
@@ -161,7 +160,7 @@ impl LocalArgs {
         ports::check_free(
             ports::service_listeners(&ports).chain(tools.iter().flat_map(stack::Tool::listeners)),
         )?;
-        let spans_to = self
+        let otlp_endpoint = self
             .otlp_endpoint
             .clone()
             .or_else(|| stack::otlp_endpoint(&tools));
@@ -174,7 +173,7 @@ impl LocalArgs {
             topology,
             ports,
             tools,
-            spans_to,
+            otlp_endpoint,
             topology_file,
         })
     }
@@ -185,7 +184,7 @@ struct Launch {
     topology: Topology,
     ports: BTreeMap<String, u16>,
     tools: Vec<Tool>,
-    spans_to: Option<String>,
+    otlp_endpoint: Option<String>,
     topology_file: Option<PathBuf>,
 }
 
@@ -205,7 +204,7 @@ impl Launch {
                 service,
                 &self.ports,
                 admin_port(port),
-                self.spans_to.as_deref(),
+                self.otlp_endpoint.as_deref(),
                 self.topology_file.as_deref(),
             );
             let pid =
@@ -245,7 +244,7 @@ impl Launch {
             let pid = supervisor.spawn(tool.name(), Role::Optional, cmd, log_file(tool.name()))?;
             mesh.tools.push(ToolProcess {
                 name: tool.name().to_owned(),
-                url: tool.user_url().to_owned(),
+                url: tool.info().user_url(),
                 pid,
                 identity: ProcessIdentity::of(pid),
                 container: tool.container().map(str::to_owned),
@@ -347,7 +346,7 @@ fn remove_containers(mesh: &LocalMesh) {
 
 /// The command that starts `service` on 127.0.0.1 at `ports[service]`, its admin API on
 /// `admin_port`, its dependencies at their ports in `ports`; spans exported to
-/// `spans_to`, or nowhere (`OTEL_TRACES_EXPORTER=none`: with no receiver, requests still
+/// `otlp_endpoint`, or nowhere (`OTEL_TRACES_EXPORTER=none`: with no receiver, requests still
 /// get trace ids, `x-trace-id` and log lines keyed by them); the built-in graph unless
 /// `topology_file`.
 pub fn service_command(
@@ -355,7 +354,7 @@ pub fn service_command(
     service: &Service,
     ports: &BTreeMap<String, u16>,
     admin_port: u16,
-    spans_to: Option<&str>,
+    otlp_endpoint: Option<&str>,
     topology_file: Option<&Path>,
 ) -> Cmd {
     let mut cmd = Cmd::new(binary, format!("starting {}", service.name))
@@ -369,8 +368,8 @@ pub fn service_command(
             format!("http://127.0.0.1:{}", ports[dependency]),
         );
     }
-    cmd = match spans_to {
-        Some(endpoint) => cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+    cmd = match otlp_endpoint {
+        Some(endpoint) => cmd.env(telemetry::OTLP_ENDPOINT_VARIABLE, endpoint),
         None => cmd.env(telemetry::TRACES_EXPORTER_VARIABLE, "none"),
     };
     match topology_file {
@@ -424,7 +423,7 @@ fn urls(mesh: &LocalMesh) -> String {
         "\nTry: curl -X POST {}{}\n     cargo xtask traffic --duration 60\nLogs: {}\n",
         mesh.entry_url(),
         endpoints::ACTION,
-        Path::new("target/local/logs").display()
+        Path::new(LOCAL_STATE).join("logs").display()
     ));
     out
 }
@@ -435,12 +434,13 @@ mod tests {
 
     #[test]
     fn with_no_receiver_the_services_trace_but_export_nothing() {
-        let topology = Topology::guide();
+        let topology = Topology::built_in();
         let gateway = topology.service("gateway-service").expect("gateway");
         let ports = service_ports(&topology);
         let binary = Path::new("mock-service");
-        let command =
-            |spans_to| service_command(binary, gateway, &ports, 31080, spans_to, None).to_string();
+        let command = |otlp_endpoint| {
+            service_command(binary, gateway, &ports, 31080, otlp_endpoint, None).to_string()
+        };
         let nowhere = command(None);
         assert!(nowhere.contains("OTEL_TRACES_EXPORTER=none "), "{nowhere}");
         assert!(!nowhere.contains("OTEL_SDK_DISABLED"), "{nowhere}");

@@ -14,8 +14,13 @@ use serde::Deserialize as _;
 
 use crate::{
     cmd::{Cmd, find_on_path, how_to_get},
+    paths::{
+        ALERTMANAGER_CONFIG, COLLECTOR_CONFIG, GRAFANA_DASHBOARDS, GRAFANA_PROVISIONING,
+        JAEGER_CONFIG, JAEGER_MANIFEST, in_repo, workspace_root,
+    },
     ports::Listener,
-    prometheus_config, workspace_root,
+    prometheus_config,
+    tools::{self, ToolInfo, ToolPort, jaeger_otlp},
 };
 
 /// A tool to start, and where from.
@@ -40,72 +45,6 @@ pub enum JaegerFrom {
     },
 }
 
-/// One listener of a tool, always on 127.0.0.1: what it serves, its port, and the
-/// variable of the tool's configuration file (`otel/`) that sets its address, if one
-/// does (otherwise a flag does).
-#[derive(Clone, Copy)]
-struct ToolPort {
-    what: &'static str,
-    port: u16,
-    env: Option<&'static str>,
-}
-
-impl ToolPort {
-    fn address(self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-const PROMETHEUS_WEB: ToolPort = ToolPort {
-    what: "web UI and API",
-    port: 9090,
-    env: None,
-};
-/// Its gossip port (9094, every interface by default) is turned off, not moved.
-const ALERTMANAGER_WEB: ToolPort = ToolPort {
-    what: "web UI and API",
-    port: 9093,
-    env: None,
-};
-/// Set by GF_SERVER_HTTP_ADDR and GF_SERVER_HTTP_PORT.
-const GRAFANA_HTTP: ToolPort = ToolPort {
-    what: "web UI and API",
-    port: 3000,
-    env: None,
-};
-/// The OTLP/HTTP receiver doubles as the collector's readiness probe.
-const COLLECTOR_OTLP_HTTP: ToolPort = ToolPort {
-    what: "OTLP/HTTP receiver",
-    port: 4318,
-    env: Some("OTLP_HTTP_LISTEN"),
-};
-/// Every listener of otel/collector.yaml (its own metrics are off: `level: none`).
-const COLLECTOR_PORTS: [ToolPort; 3] = [
-    ToolPort {
-        what: "OTLP/gRPC receiver",
-        port: 4317,
-        env: Some("OTLP_GRPC_LISTEN"),
-    },
-    COLLECTOR_OTLP_HTTP,
-    ToolPort {
-        what: "health check",
-        port: 13133,
-        env: Some("HEALTH_CHECK_LISTEN"),
-    },
-];
-/// Every listener of otel/jaeger.yaml but the OTLP receiver, whose port depends on
-/// whether a collector runs (its own metrics are off: `level: none`).
-const JAEGER_UI: ToolPort = ToolPort {
-    what: "UI and HTTP API",
-    port: 16686,
-    env: Some("JAEGER_UI_LISTEN"),
-};
-const JAEGER_QUERY_GRPC: ToolPort = ToolPort {
-    what: "query gRPC API",
-    port: 16685,
-    env: Some("JAEGER_QUERY_GRPC_LISTEN"),
-};
-const JAEGER_OTLP_BEHIND_COLLECTOR: u16 = 14317;
 /// The port otel/jaeger.yaml's OTLP receiver listens on inside the container (its
 /// default, on every interface of the container's own network), published on the host.
 const JAEGER_OTLP_IN_CONTAINER: u16 = 4317;
@@ -115,45 +54,36 @@ pub const JAEGER_CONTAINER: &str = "observability-playground-jaeger";
 /// The label of every container xtask starts: `cargo xtask clean` removes those and no
 /// others.
 pub const CONTAINER_LABEL: &str = "io.observability-playground.started-by=xtask";
-/// The manifest whose image the local Jaeger container runs, so both are one version.
-const JAEGER_MANIFEST: &str = "manifests/base/monitoring/jaeger.yaml";
 
 /// Finds the tools; names each missing one once, with how to get it. Without
 /// `with_trace_backend` (spans go to a receiver of the user's), no collector or Jaeger.
 pub fn find_tools(with_trace_backend: bool) -> Vec<Tool> {
-    let find = |what: &str, candidates: &[&str]| {
-        let found = candidates.iter().find_map(|c| find_on_path(c));
+    let find = |tool: &ToolInfo| {
+        let found = tool.binaries.iter().find_map(|c| find_on_path(c));
         if found.is_none() {
             eprintln!(
-                "note: {what} not found on PATH ({}): the mesh runs without it. {}",
-                candidates.join(" or "),
-                how_to_get(candidates[0])
+                "note: {} not found on PATH ({}): the mesh runs without it. {}",
+                tool.title,
+                tool.binaries.join(" or "),
+                how_to_get(tool.binaries[0])
             );
         }
         found
     };
-    let mut tools = Vec::new();
-    if let Some(path) = find("Prometheus", &["prometheus"]) {
-        tools.push(Tool::Prometheus(path));
-    }
-    // nixpkgs calls the binary `alertmanager`, Debian `prometheus-alertmanager`.
-    if let Some(path) = find("Alertmanager", &["alertmanager", "prometheus-alertmanager"]) {
-        tools.push(Tool::Alertmanager(path));
-    }
-    if let Some(path) = find("Grafana", &["grafana", "grafana-server"]) {
-        tools.push(Tool::Grafana(path));
-    }
+    let mut tools: Vec<Tool> = [
+        (&tools::PROMETHEUS, Tool::Prometheus as fn(PathBuf) -> Tool),
+        (&tools::ALERTMANAGER, Tool::Alertmanager),
+        (&tools::GRAFANA, Tool::Grafana),
+    ]
+    .into_iter()
+    .filter_map(|(info, tool)| find(info).map(tool))
+    .collect();
     if !with_trace_backend {
         return tools;
     }
-    let collector = find(
-        "the OpenTelemetry Collector",
-        &["otelcol-contrib", "otelcol"],
-    );
+    let collector = find(&tools::COLLECTOR);
     let behind_collector = collector.is_some();
-    if let Some(path) = collector {
-        tools.push(Tool::Collector(path));
-    }
+    tools.extend(collector.map(Tool::Collector));
     if let Some(runs) = find_jaeger() {
         tools.push(Tool::Jaeger {
             runs,
@@ -166,7 +96,7 @@ pub fn find_tools(with_trace_backend: bool) -> Vec<Tool> {
 /// Jaeger from PATH, else the cluster's image in Docker when an engine answers, else a
 /// note saying exactly how to get either.
 fn find_jaeger() -> Option<JaegerFrom> {
-    if let Some(path) = find_on_path("jaeger") {
+    if let Some(path) = tools::JAEGER.binaries.iter().find_map(|b| find_on_path(b)) {
         return Some(JaegerFrom::Binary(path));
     }
     let image = match jaeger_image() {
@@ -195,7 +125,7 @@ fn find_jaeger() -> Option<JaegerFrom> {
 
 /// The Jaeger image of the cluster's manifest (`jaegertracing/jaeger:<version>`).
 pub fn jaeger_image() -> anyhow::Result<String> {
-    let path = workspace_root().join(JAEGER_MANIFEST);
+    let path = in_repo(JAEGER_MANIFEST);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
@@ -215,19 +145,24 @@ pub fn otlp_endpoint(tools: &[Tool]) -> Option<String> {
     tools
         .iter()
         .any(|t| matches!(t, Tool::Collector(_) | Tool::Jaeger { .. }))
-        .then(|| "http://127.0.0.1:4317".to_owned())
+        .then(tools::otlp_endpoint)
 }
 
 impl Tool {
+    /// Its row of the tools' table.
+    pub fn info(&self) -> &'static ToolInfo {
+        match self {
+            Tool::Prometheus(_) => &tools::PROMETHEUS,
+            Tool::Grafana(_) => &tools::GRAFANA,
+            Tool::Alertmanager(_) => &tools::ALERTMANAGER,
+            Tool::Collector(_) => &tools::COLLECTOR,
+            Tool::Jaeger { .. } => &tools::JAEGER,
+        }
+    }
+
     /// Its name for logs and messages; the cluster's Deployment has the same one.
     pub fn name(&self) -> &'static str {
-        match self {
-            Tool::Prometheus(_) => "prometheus",
-            Tool::Grafana(_) => "grafana",
-            Tool::Alertmanager(_) => "alertmanager",
-            Tool::Collector(_) => "otel-collector",
-            Tool::Jaeger { .. } => "jaeger",
-        }
+        self.info().name
     }
 
     /// Every port it listens on, on 127.0.0.1: what `cargo xtask local` checks is free
@@ -244,14 +179,11 @@ impl Tool {
 
     fn ports(&self) -> Vec<ToolPort> {
         match self {
-            Tool::Prometheus(_) => vec![PROMETHEUS_WEB],
-            Tool::Grafana(_) => vec![GRAFANA_HTTP],
-            Tool::Alertmanager(_) => vec![ALERTMANAGER_WEB],
-            Tool::Collector(_) => COLLECTOR_PORTS.to_vec(),
             Tool::Jaeger {
                 runs,
                 behind_collector,
-            } => jaeger_ports(runs, jaeger_otlp_port(*behind_collector)),
+            } => jaeger_ports(runs, *behind_collector),
+            _ => self.info().ports.to_vec(),
         }
     }
 
@@ -268,33 +200,8 @@ impl Tool {
 
     /// A URL that answers once the tool is ready, and whether any HTTP answer will do.
     pub fn ready_probe(&self) -> (String, bool) {
-        match self {
-            Tool::Prometheus(_) => (
-                format!("http://{}/-/ready", PROMETHEUS_WEB.address()),
-                false,
-            ),
-            Tool::Grafana(_) => (
-                format!("http://{}/api/health", GRAFANA_HTTP.address()),
-                false,
-            ),
-            Tool::Alertmanager(_) => (
-                format!("http://{}/-/ready", ALERTMANAGER_WEB.address()),
-                false,
-            ),
-            // The OTLP/HTTP receiver answers 404 at `/` once it is listening.
-            Tool::Collector(_) => (format!("http://{}/", COLLECTOR_OTLP_HTTP.address()), true),
-            Tool::Jaeger { .. } => (format!("http://{}/", JAEGER_UI.address()), false),
-        }
-    }
-
-    pub fn user_url(&self) -> &'static str {
-        match self {
-            Tool::Prometheus(_) => "http://localhost:9090",
-            Tool::Grafana(_) => "http://localhost:3000  (admin/admin)",
-            Tool::Alertmanager(_) => "http://localhost:9093",
-            Tool::Collector(_) => "OTLP gRPC localhost:4317, HTTP localhost:4318",
-            Tool::Jaeger { .. } => "http://localhost:16686",
-        }
+        let info = self.info();
+        (info.ready_url(), info.any_answer_is_ready)
     }
 
     /// The command line, with its configuration written under `state` where it needs
@@ -304,94 +211,106 @@ impl Tool {
         state: &Path,
         service_ports: &BTreeMap<String, u16>,
     ) -> anyhow::Result<Cmd> {
-        let root = workspace_root();
         Ok(match self {
-            Tool::Prometheus(path) => {
-                let dir = state.join("prometheus");
-                std::fs::create_dir_all(dir.join("data"))?;
-                let config = dir.join("prometheus.yml");
-                std::fs::write(&config, prometheus_config::local(service_ports, &root))
-                    .with_context(|| format!("writing {}", config.display()))?;
-                Cmd::new(path, "starting Prometheus")
-                    .arg(format!("--config.file={}", config.display()))
-                    .arg(format!(
-                        "--storage.tsdb.path={}",
-                        dir.join("data").display()
-                    ))
-                    .arg("--storage.tsdb.retention.time=2d")
-                    .arg(format!("--web.listen-address={}", PROMETHEUS_WEB.address()))
-                    // No --web.enable-lifecycle: nothing reloads this Prometheus (its
-                    // configuration is written once, at start), so /-/reload and
-                    // /-/quit stay off.
-                    // Keeps the trace ids the services attach to latency observations,
-                    // so a latency panel's dots open their traces.
-                    .arg("--enable-feature=exemplar-storage")
-                    // Prometheus's first alert evaluation comes before it has set up
-                    // its Alertmanager, so that send is lost and the next waits for
-                    // the resend delay: a minute by default, seconds here.
-                    .arg("--rules.alert.resend-delay=5s")
-            }
-            Tool::Alertmanager(path) => {
-                let dir = state.join("alertmanager");
-                std::fs::create_dir_all(&dir)?;
-                Cmd::new(path, "starting Alertmanager")
-                    .arg(format!(
-                        "--config.file={}",
-                        root.join("prometheus").join("alertmanager.yml").display()
-                    ))
-                    .arg(format!("--storage.path={}", dir.display()))
-                    .arg(format!(
-                        "--web.listen-address={}",
-                        ALERTMANAGER_WEB.address()
-                    ))
-                    // One instance: no gossip port, which would listen on every address.
-                    .arg("--cluster.listen-address=")
-            }
-            Tool::Grafana(path) => {
-                let dir = state.join("grafana");
-                std::fs::create_dir_all(&dir)?;
-                let mut cmd = Cmd::new(path, "starting Grafana");
-                if path.file_name().is_some_and(|n| n == "grafana") {
-                    cmd = cmd.arg("server");
-                }
-                if let Some(home) = grafana_home(path) {
-                    cmd = cmd.arg("--homepath").arg(home);
-                }
-                cmd.env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
-                    .env("GF_SERVER_HTTP_PORT", GRAFANA_HTTP.port.to_string())
-                    .env("GF_PATHS_DATA", dir.join("data"))
-                    .env("GF_PATHS_LOGS", dir.join("logs"))
-                    .env("GF_PATHS_PLUGINS", dir.join("plugins"))
-                    .env(
-                        "GF_PATHS_PROVISIONING",
-                        root.join("grafana").join("provisioning"),
-                    )
-                    .env("GF_SECURITY_ADMIN_USER", "admin")
-                    .env("GF_SECURITY_ADMIN_PASSWORD", "admin")
-                    .env("GF_ANALYTICS_REPORTING_ENABLED", "false")
-                    .env("GF_ANALYTICS_CHECK_FOR_UPDATES", "false")
-                    .env("PROMETHEUS_URL", "http://127.0.0.1:9090")
-                    .env("JAEGER_URL", "http://127.0.0.1:16686")
-                    .env("ALERTMANAGER_URL", "http://127.0.0.1:9093")
-                    .env("DASHBOARDS_DIR", root.join("grafana").join("dashboards"))
-            }
+            Tool::Prometheus(path) => prometheus_command(path, state, service_ports)?,
+            Tool::Alertmanager(path) => alertmanager_command(path, state)?,
+            Tool::Grafana(path) => grafana_command(path, state)?,
             Tool::Collector(path) => listening_on(
-                Cmd::new(path, "starting the OpenTelemetry Collector").arg(format!(
-                    "--config={}",
-                    root.join("otel").join("collector.yaml").display()
-                )),
-                &COLLECTOR_PORTS,
+                Cmd::new(path, "starting the OpenTelemetry Collector")
+                    .arg(format!("--config={}", in_repo(COLLECTOR_CONFIG).display())),
+                tools::COLLECTOR.ports,
             )
-            .env(
-                "JAEGER_OTLP_ENDPOINT",
-                format!("127.0.0.1:{JAEGER_OTLP_BEHIND_COLLECTOR}"),
-            ),
+            .env("JAEGER_OTLP_ENDPOINT", jaeger_otlp(true).address()),
             Tool::Jaeger {
                 runs,
                 behind_collector,
-            } => jaeger_command(runs, jaeger_otlp_port(*behind_collector)),
+            } => jaeger_command(runs, *behind_collector),
         })
     }
+}
+
+/// Prometheus with its configuration written under `state` (the services' local ports)
+/// and its data there too.
+fn prometheus_command(
+    path: &Path,
+    state: &Path,
+    service_ports: &BTreeMap<String, u16>,
+) -> anyhow::Result<Cmd> {
+    let dir = state.join("prometheus");
+    std::fs::create_dir_all(dir.join("data"))?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        prometheus_config::local(service_ports, &workspace_root()),
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
+    Ok(Cmd::new(path, "starting Prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--storage.tsdb.retention.time=2d")
+        .arg(format!(
+            "--web.listen-address={}",
+            tools::PROMETHEUS.ports[0].address()
+        ))
+        // No --web.enable-lifecycle: nothing reloads this Prometheus (its configuration
+        // is written once, at start), so /-/reload and /-/quit stay off.
+        // Keeps the trace ids the services attach to latency observations, so a latency
+        // panel's dots open their traces.
+        .arg("--enable-feature=exemplar-storage")
+        // Prometheus's first alert evaluation comes before it has set up its
+        // Alertmanager, so that send is lost and the next waits for the resend delay: a
+        // minute by default, seconds here.
+        .arg("--rules.alert.resend-delay=5s"))
+}
+
+/// Alertmanager with the repository's configuration, its state under `state`.
+fn alertmanager_command(path: &Path, state: &Path) -> anyhow::Result<Cmd> {
+    let dir = state.join("alertmanager");
+    std::fs::create_dir_all(&dir)?;
+    Ok(Cmd::new(path, "starting Alertmanager")
+        .arg(format!(
+            "--config.file={}",
+            in_repo(ALERTMANAGER_CONFIG).display()
+        ))
+        .arg(format!("--storage.path={}", dir.display()))
+        .arg(format!(
+            "--web.listen-address={}",
+            tools::ALERTMANAGER.ports[0].address()
+        ))
+        // One instance: no gossip port, which would listen on every address.
+        .arg("--cluster.listen-address="))
+}
+
+/// Grafana provisioned from the repository, its data under `state`, its datasources
+/// pointing at the local tools.
+fn grafana_command(path: &Path, state: &Path) -> anyhow::Result<Cmd> {
+    let dir = state.join("grafana");
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Cmd::new(path, "starting Grafana");
+    if path.file_name().is_some_and(|n| n == "grafana") {
+        cmd = cmd.arg("server");
+    }
+    if let Some(home) = grafana_home(path) {
+        cmd = cmd.arg("--homepath").arg(home);
+    }
+    Ok(cmd
+        .env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
+        .env("GF_SERVER_HTTP_PORT", tools::GRAFANA.port().to_string())
+        .env("GF_PATHS_DATA", dir.join("data"))
+        .env("GF_PATHS_LOGS", dir.join("logs"))
+        .env("GF_PATHS_PLUGINS", dir.join("plugins"))
+        .env("GF_PATHS_PROVISIONING", in_repo(GRAFANA_PROVISIONING))
+        .env("GF_SECURITY_ADMIN_USER", "admin")
+        .env("GF_SECURITY_ADMIN_PASSWORD", "admin")
+        .env("GF_ANALYTICS_REPORTING_ENABLED", "false")
+        .env("GF_ANALYTICS_CHECK_FOR_UPDATES", "false")
+        .env("PROMETHEUS_URL", tools::PROMETHEUS.local_url())
+        .env("JAEGER_URL", tools::JAEGER.local_url())
+        .env("ALERTMANAGER_URL", tools::ALERTMANAGER.local_url())
+        .env("DASHBOARDS_DIR", in_repo(GRAFANA_DASHBOARDS)))
 }
 
 /// The tool's configuration file's listen variables, each set to 127.0.0.1.
@@ -402,29 +321,17 @@ fn listening_on(cmd: Cmd, ports: &[ToolPort]) -> Cmd {
     })
 }
 
-fn jaeger_otlp_port(behind_collector: bool) -> u16 {
-    if behind_collector {
-        JAEGER_OTLP_BEHIND_COLLECTOR
-    } else {
-        JAEGER_OTLP_IN_CONTAINER
-    }
-}
-
-fn jaeger_otlp(port: u16) -> ToolPort {
-    ToolPort {
-        what: "OTLP/gRPC receiver",
-        port,
-        env: Some("JAEGER_OTLP_LISTEN"),
-    }
-}
-
 /// Jaeger's ports on the host. From Docker, only what is published: the query gRPC API
 /// listens on the container's own loopback (the file's default), unreachable from the
 /// host and taking no host port.
-fn jaeger_ports(runs: &JaegerFrom, otlp_port: u16) -> Vec<ToolPort> {
+fn jaeger_ports(runs: &JaegerFrom, behind_collector: bool) -> Vec<ToolPort> {
     match runs {
-        JaegerFrom::Binary(_) => vec![JAEGER_UI, JAEGER_QUERY_GRPC, jaeger_otlp(otlp_port)],
-        JaegerFrom::Docker { .. } => jaeger_published(otlp_port)
+        JaegerFrom::Binary(_) => {
+            let mut ports = tools::JAEGER.ports.to_vec();
+            ports.push(jaeger_otlp(behind_collector));
+            ports
+        }
+        JaegerFrom::Docker { .. } => jaeger_published(behind_collector)
             .iter()
             .map(|(port, _)| *port)
             .collect(),
@@ -432,26 +339,27 @@ fn jaeger_ports(runs: &JaegerFrom, otlp_port: u16) -> Vec<ToolPort> {
 }
 
 /// What the Jaeger container publishes on the host, and from which port inside it.
-fn jaeger_published(otlp_port: u16) -> [(ToolPort, u16); 2] {
+fn jaeger_published(behind_collector: bool) -> [(ToolPort, u16); 2] {
+    let ui = tools::JAEGER.ports[0];
     [
-        (JAEGER_UI, JAEGER_UI.port),
-        (jaeger_otlp(otlp_port), JAEGER_OTLP_IN_CONTAINER),
+        (ui, ui.port),
+        (jaeger_otlp(behind_collector), JAEGER_OTLP_IN_CONTAINER),
     ]
 }
 
 /// Jaeger with the project's `otel/jaeger.yaml`: every listener on 127.0.0.1, its OTLP
-/// receiver on `otlp_port`. From Docker, the container listens on the file's defaults
+/// receiver beside the collector's when `behind_collector`. From Docker, the container listens on the file's defaults
 /// (0.0.0.0 inside the container for the UI and OTLP, which are published on 127.0.0.1
 /// only); it runs in the foreground with `--rm`, so stopping `docker run` (SIGTERM,
 /// which docker passes on) stops and removes it.
-pub fn jaeger_command(runs: &JaegerFrom, otlp_port: u16) -> Cmd {
-    let config = workspace_root().join("otel").join("jaeger.yaml");
+pub fn jaeger_command(runs: &JaegerFrom, behind_collector: bool) -> Cmd {
+    let config = in_repo(JAEGER_CONFIG);
     match runs {
         JaegerFrom::Binary(path) => listening_on(
             Cmd::new(path, "starting Jaeger").arg(format!("--config={}", config.display())),
-            &jaeger_ports(runs, otlp_port),
+            &jaeger_ports(runs, behind_collector),
         ),
-        JaegerFrom::Docker { image } => jaeger_published(otlp_port)
+        JaegerFrom::Docker { image } => jaeger_published(behind_collector)
             .iter()
             .fold(
                 Cmd::new("docker", "starting Jaeger in Docker").args([
@@ -491,6 +399,7 @@ fn grafana_home(binary: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths;
 
     fn docker_jaeger(behind_collector: bool) -> Tool {
         Tool::Jaeger {
@@ -522,11 +431,24 @@ mod tests {
     /// default; Prometheus without its lifecycle API (/-/reload, /-/quit).
     #[test]
     fn every_tool_runs_with_each_listener_on_loopback() {
+        let lines: Vec<(String, String)> = expected_command_lines()
+            .into_iter()
+            .map(|(tool, command)| (command_line(&tool), command))
+            .collect();
+        // The commands made their state directories there; only this test writes them.
+        std::fs::remove_dir_all(state()).expect("remove the state directory");
+        for (line, command) in lines {
+            assert_eq!(line, command);
+        }
+    }
+
+    /// Each tool, and the command line it must run with, written out in full.
+    fn expected_command_lines() -> Vec<(Tool, String)> {
         let (s, r) = (
             state().display().to_string(),
             workspace_root().display().to_string(),
         );
-        let expected = [
+        [
             (
                 Tool::Prometheus(PathBuf::from("/opt/bin/prometheus")),
                 format!(
@@ -566,6 +488,15 @@ mod tests {
                      /opt/bin/otelcol-contrib --config={r}/otel/collector.yaml"
                 ),
             ),
+        ]
+        .into_iter()
+        .chain(expected_jaeger_lines(&r))
+        .collect()
+    }
+
+    /// Jaeger's command lines, alone and behind a collector (`r`: the repository).
+    fn expected_jaeger_lines(r: &str) -> [(Tool, String); 2] {
+        [
             (
                 jaeger_binary(false),
                 format!(
@@ -582,16 +513,7 @@ mod tests {
                      --config={r}/otel/jaeger.yaml"
                 ),
             ),
-        ];
-        let lines: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(tool, command)| (command_line(&tool), command))
-            .collect();
-        // The commands made their state directories there; only this test writes them.
-        std::fs::remove_dir_all(state()).expect("remove the state directory");
-        for (line, command) in lines {
-            assert_eq!(line, command);
-        }
+        ]
     }
 
     /// What `cargo xtask local` checks is free before it starts: every port each tool
@@ -680,8 +602,7 @@ mod tests {
     /// and the address it defaults to. Fails for a listener left on its tool's default
     /// and for the tool's own metrics port.
     fn listen_variables(file: &str) -> Vec<(String, String, String)> {
-        let text = std::fs::read_to_string(workspace_root().join("otel").join(file))
-            .expect("read the file");
+        let text = std::fs::read_to_string(in_repo(paths::OTEL).join(file)).expect("read the file");
         let config: Value = serde_yaml_ng::from_str(&text).expect("YAML");
         assert_eq!(
             config["service"]["telemetry"]["metrics"]["level"].as_str(),
@@ -768,7 +689,7 @@ mod tests {
     fn jaeger_in_docker_runs_the_clusters_image_on_loopback_ports_only() {
         let image = jaeger_image().expect("image");
         assert!(image.starts_with("jaegertracing/jaeger:2."), "{image}");
-        let config = workspace_root().join("otel/jaeger.yaml");
+        let config = in_repo(JAEGER_CONFIG);
         assert_eq!(
             command_line(&docker_jaeger(false)),
             format!(
@@ -799,8 +720,7 @@ mod tests {
             .expect("a port");
         assert_eq!(published(&command_line(&alone[0]), 4317), port);
         // The file's receiver listens on the container's 4317, the port published above.
-        let config = std::fs::read_to_string(workspace_root().join("otel/jaeger.yaml"))
-            .expect("otel/jaeger.yaml");
+        let config = std::fs::read_to_string(in_repo(JAEGER_CONFIG)).expect("otel/jaeger.yaml");
         assert!(
             config.contains("JAEGER_OTLP_LISTEN:-0.0.0.0:4317"),
             "{config}"

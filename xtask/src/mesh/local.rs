@@ -16,7 +16,10 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{ProcessIdentity, Standing, standing};
+use crate::{
+    identity::{ProcessIdentity, Standing, standing},
+    paths::local_state,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LocalMesh {
@@ -64,22 +67,17 @@ pub struct ToolProcess {
     pub container: Option<String>,
 }
 
-/// Where `cargo xtask local` keeps its logs, data and the record of what runs.
-pub fn state_dir() -> PathBuf {
-    crate::workspace_root().join("target").join("local")
-}
-
 /// The log file of a service or tool of the local mesh.
 pub fn log_file(name: &str) -> PathBuf {
-    state_dir().join("logs").join(format!("{name}.log"))
+    local_state().join("logs").join(format!("{name}.log"))
 }
 
 fn record_path() -> PathBuf {
-    state_dir().join("mesh.json")
+    local_state().join("mesh.json")
 }
 
 fn lock_path() -> PathBuf {
-    state_dir().join("local.lock")
+    local_state().join("local.lock")
 }
 
 impl LocalMesh {
@@ -171,7 +169,7 @@ impl RunLock {
     /// the lock file, and writes nothing else.
     pub fn try_take() -> anyhow::Result<Result<RunLock, HeldByAnother>> {
         let path = lock_path();
-        let dir = state_dir();
+        let dir = local_state();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut file = OpenOptions::new()
             .read(true)

@@ -9,7 +9,7 @@ use std::{
 
 use contract::topology::Topology;
 use serde_json::{Value as Json, json};
-use xtask::{dashboards, ports::free_ports, workspace_root};
+use xtask::{dashboards, paths::workspace_root, ports::free_ports};
 
 use crate::prometheus::{Running, alert_rules, files_in, get, yaml};
 
@@ -34,7 +34,7 @@ fn every_alert_has_a_runbook_that_names_real_panels() {
         }
     }
     let mut alerts = 0;
-    for file in files_in("prometheus/rules") {
+    for file in files_in(xtask::paths::PROMETHEUS_RULES) {
         for rule in alert_rules(&yaml(&file)) {
             alerts += 1;
             let alert = rule["alert"].as_str().expect("alert name");
@@ -104,7 +104,7 @@ fn callers(topology: &Topology) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn inhibitions_mute_exactly_the_callers_of_the_topology() {
-    let config = yaml("prometheus/alertmanager.yml");
+    let config = yaml(xtask::paths::ALERTMANAGER_CONFIG);
     let mut muted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for rule in config["inhibit_rules"]
         .as_sequence()
@@ -132,7 +132,7 @@ fn inhibitions_mute_exactly_the_callers_of_the_topology() {
     }
     assert_eq!(
         muted,
-        callers(&Topology::guide()),
+        callers(&Topology::built_in()),
         "prometheus/alertmanager.yml's inhibit_rules vs the callers in topology.yaml"
     );
 }
@@ -171,7 +171,7 @@ async fn alertmanager_mutes_what_a_failing_dependency_causes_upstream() {
             format!(
                 "--config.file={}",
                 workspace_root()
-                    .join("prometheus/alertmanager.yml")
+                    .join(xtask::paths::ALERTMANAGER_CONFIG)
                     .display()
             ),
             format!("--storage.path={}", dir.display()),

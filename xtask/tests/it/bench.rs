@@ -164,7 +164,7 @@ fn the_quick_suite_measures_every_section_and_keeps_the_documents_text() {
         "span export was on but no span arrived:\n{document}"
     );
     // Memory of each of the seven services, and the start-ups.
-    for service in Topology::guide().service_names() {
+    for service in Topology::built_in().service_names() {
         positive(&document, service, 0);
         positive(&document, service, 2);
     }

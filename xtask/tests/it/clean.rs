@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 fn clean(args: &[&str], path: &std::ffi::OsStr) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -70,7 +70,7 @@ fn bad_values_name_their_flag() {
 }
 
 #[test]
-fn the_defaults_are_the_guides() {
+fn the_defaults_are_the_documented_ones() {
     let settings = traffic(&[]).settings();
     assert_eq!(settings.duration, Some(std::time::Duration::from_secs(300)));
     assert_eq!(settings.users, 5);
@@ -114,7 +114,7 @@ fn scenarios_are_presets_that_explicit_flags_override() {
 }
 
 #[test]
-fn the_guides_environment_variables_work() {
+fn the_documented_environment_variables_work() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["traffic", "--target", "http://127.0.0.1:1"])
         .env("CONCURRENT_USERS", "lots")

@@ -32,7 +32,7 @@ const IMAGE: &str = "'mock-service:<sha256 of target/image/mock-service>'";
 const USE_CONTEXT: &str = "kubectl config use-context kind-monitoring-demo";
 
 fn rollouts() -> Vec<String> {
-    let topology = contract::topology::Topology::guide();
+    let topology = contract::topology::Topology::built_in();
     let services = topology.service_names();
     let monitoring = [
         "prometheus",

@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use contract::topology::Topology;
-use xtask::{codegen, workspace_root};
+use xtask::{
+    codegen,
+    paths::{self, workspace_root},
+};
 
 use crate::manifests::{self, Rendering, TempDir};
 
@@ -42,18 +45,18 @@ fn the_committed_generated_files_are_fresh() {
 #[test]
 fn check_names_every_stale_file_and_codegen_puts_them_right() {
     let root = checkout("codegen-stale");
-    let edited = Path::new(codegen::SERVICES_DIR).join("user-service.yaml");
+    let edited = Path::new(paths::SERVICES_MANIFESTS).join("user-service.yaml");
     let text = read(&root, &edited).replace("replicas: 2", "replicas: 3");
     std::fs::write(root.join(&edited), text).expect("edit");
-    std::fs::remove_file(root.join(codegen::TILT_SERVICES)).expect("remove");
-    let leftover = Path::new(codegen::SERVICES_DIR).join("retired-service.yaml");
-    let generated_header = read(&root, Path::new(codegen::POLICIES))
+    std::fs::remove_file(root.join(paths::TILT_SERVICES)).expect("remove");
+    let leftover = Path::new(paths::SERVICES_MANIFESTS).join("retired-service.yaml");
+    let generated_header = read(&root, Path::new(paths::SERVICES_POLICIES))
         .lines()
         .next()
         .expect("a header")
         .to_owned();
     std::fs::write(root.join(&leftover), format!("{generated_header}\n")).expect("write");
-    let hand_written = Path::new(codegen::SERVICES_DIR).join("notes.yaml");
+    let hand_written = Path::new(paths::SERVICES_MANIFESTS).join("notes.yaml");
     std::fs::write(root.join(&hand_written), "# mine\n").expect("write");
 
     let stale = codegen::stale(&root).expect("generates");
@@ -61,7 +64,7 @@ fn check_names_every_stale_file_and_codegen_puts_them_right() {
         stale,
         [
             edited,
-            PathBuf::from(codegen::TILT_SERVICES),
+            PathBuf::from(paths::TILT_SERVICES),
             leftover.clone()
         ]
     );
@@ -92,10 +95,10 @@ fn an_eighth_service_is_one_topology_edit_and_codegen() {
     let topology = add_the_new_service(&root);
     let written = codegen::write(&root).expect("codegen");
     for expected in [
-        Path::new(codegen::SERVICES_DIR).join(format!("{NEW_SERVICE}.yaml")),
-        Path::new(codegen::SERVICES_DIR).join("kustomization.yaml"),
-        PathBuf::from(codegen::POLICIES),
-        PathBuf::from(codegen::TILT_SERVICES),
+        Path::new(paths::SERVICES_MANIFESTS).join(format!("{NEW_SERVICE}.yaml")),
+        Path::new(paths::SERVICES_MANIFESTS).join("kustomization.yaml"),
+        PathBuf::from(paths::SERVICES_POLICIES),
+        PathBuf::from(paths::TILT_SERVICES),
     ] {
         assert!(
             written.contains(&expected),
@@ -236,7 +239,7 @@ fn read(root: &Path, path: &Path) -> String {
 /// The one edit: the new service, and a call of it from its caller's GET /api/data, in
 /// the copy's topology.yaml; the topology it makes.
 fn add_the_new_service(root: &Path) -> Topology {
-    let path = Path::new(codegen::TOPOLOGY);
+    let path = Path::new(paths::TOPOLOGY);
     let text = read(root, path);
     let caller = format!("  {ITS_CALLER}:\n");
     let call = "        calls:\n          - to: inventory-service\n";
@@ -248,7 +251,7 @@ fn add_the_new_service(root: &Path) -> Topology {
         text[call_at + call.len()..].trim_end_matches('\n'),
     );
     std::fs::write(root.join(path), &edited).expect("write the topology");
-    let topology = Topology::parse(codegen::TOPOLOGY, &edited).expect("the edited topology");
+    let topology = Topology::parse(paths::TOPOLOGY, &edited).expect("the edited topology");
     assert!(
         topology
             .service(ITS_CALLER)

@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 /// Crates (by name prefix) that must not be among loadgen's normal dependencies, and
 /// what each would mean.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory as _, Parser as _, error::ErrorKind};
-use xtask::{Cli, workspace_root};
+use xtask::{Cli, paths::workspace_root};
 
 /// The Markdown files under `dir`, its subdirectories (docs/runbooks/) included.
 fn markdown_files(dir: &Path, found: &mut Vec<PathBuf>) {

@@ -15,7 +15,7 @@ use xtask::{
         FAULT_METRIC, annotation_queries, dashboards_dir, lint, load, located_queries,
         panel_queries, promql_syntax_problems, provisioned_datasource_uids, substitute,
     },
-    workspace_root,
+    paths::workspace_root,
 };
 
 /// The metric names a PromQL expression selects (Grafana's variables substituted), or
@@ -69,13 +69,13 @@ fn the_committed_dashboards_pass_the_lint() {
 }
 
 #[test]
-fn the_guides_queries_are_on_the_dashboards() {
+fn the_documented_queries_are_on_the_dashboards() {
     let dashboards = load(&dashboards_dir()).expect("dashboards load");
     let queries: Vec<String> = panel_queries(&dashboards)
         .into_iter()
         .map(|q| q.expr)
         .collect();
-    for guide in [
+    for query in [
         "sum(rate(http_requests_total[1m]))",
         "sum by (service_name) (rate(http_requests_total[1m]))",
         "sum by (endpoint) (rate(http_requests_total[1m]))",
@@ -85,8 +85,8 @@ fn the_guides_queries_are_on_the_dashboards() {
         "rate(downstream_requests_total{status=\"error\"}[1m])",
     ] {
         assert!(
-            queries.iter().any(|q| q == guide),
-            "missing the guide's `{guide}`"
+            queries.iter().any(|q| q == query),
+            "missing the documented query `{query}`"
         );
     }
 }
@@ -472,7 +472,7 @@ fn the_cluster_refresh_applies_exactly_the_dashboards_configmap() {
         .args([
             "kustomize",
             xtask::cluster::LOAD_RESTRICTOR,
-            xtask::cluster::OVERLAY,
+            xtask::paths::KIND_OVERLAY,
         ])
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .current_dir(workspace_root())

@@ -15,9 +15,9 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::{
+use crate::support::{
+    serial,
     standin::{StandinCluster, http},
-    support::serial,
 };
 
 /// The built-in graph's gateway port: the gateway pod listens where the NodePort would.

@@ -173,7 +173,7 @@ fn every_dashboard_query_returns_data() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let services = contract::topology::Topology::guide();
+    let services = contract::topology::Topology::built_in();
     let queries = panel_queries(&load(&dashboards_dir()).expect("dashboards"));
     let mut pending: Vec<(String, String)> = Vec::new();
     for query in &queries {
@@ -349,8 +349,8 @@ fn a_traces_logs_come_from_every_service_in_order(receiver: &TraceReceiver) {
         .filter(|span| span.trace_id == trace_id)
         .map(|span| span.service.as_str())
         .collect();
-    let guide = contract::topology::Topology::guide();
-    let all_seven: BTreeSet<&str> = guide.service_names().into_iter().collect();
+    let built_in = contract::topology::Topology::built_in();
+    let all_seven: BTreeSet<&str> = built_in.service_names().into_iter().collect();
     assert_eq!(traced, all_seven, "the trace's spans");
     assert_eq!(logged, all_seven, "the trace's log lines:\n{output}");
     assert!(

@@ -19,12 +19,11 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use xtask::workspace_root;
 
 use crate::support::{serial, start_local, stop_local, xtask};
 
 fn state_dir() -> PathBuf {
-    workspace_root().join("target/local")
+    xtask::paths::local_state()
 }
 
 fn record_path() -> PathBuf {

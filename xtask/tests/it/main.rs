@@ -21,7 +21,6 @@ mod manifests;
 mod nix_flake;
 mod prometheus;
 mod service_containers;
-mod standin;
 mod support;
 mod tidy;
 mod tiltfile;

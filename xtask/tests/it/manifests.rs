@@ -1,7 +1,7 @@
 //! The cluster manifests (`manifests/`), checked offline. Every kustomization renders
 //! with `kubectl kustomize --load-restrictor=LoadRestrictionsNone`; the rendering passes
 //! the real validators (`kubernetes-validate --strict`, `checkov`); and it has what the
-//! demo depends on: the guide's 13 service pods, probes, requests and limits and a
+//! demo depends on: the 13 service pods, probes, requests and limits and a
 //! locked-down security context in every pod, a Service behind every dependency of the
 //! topology and every in-cluster URL, every configuration file in a ConfigMap mounted
 //! where its program reads it, network policies that let the demo's traffic through and
@@ -9,7 +9,7 @@
 //! no tool's admin or lifecycle endpoint from the services; from outside the pod
 //! network only the kind overlay's NodePorts), Prometheus keeping exemplars, sending its
 //! alerts to the Alertmanager and running without its lifecycle API, and the kind
-//! NodePorts published on 127.0.0.1 at the guide's ports.
+//! NodePorts published on 127.0.0.1 at the documented ports.
 //!
 //! The structural tests need only kubectl (or nothing); the validators are found on PATH
 //! or in target/tools-venv/bin, and their tests skip outside CI when they are missing.
@@ -22,7 +22,10 @@ use std::sync::OnceLock;
 use contract::topology::Topology;
 use serde::Deserialize as _;
 use serde_json::Value;
-use xtask::workspace_root;
+use xtask::paths::{
+    ALERTMANAGER_CONFIG, GRAFANA_DASHBOARDS, KIND_CONFIG, PROMETHEUS_KUBERNETES_CONFIG,
+    PROMETHEUS_RULES, workspace_root,
+};
 
 const LOAD_RESTRICTOR: &str = "--load-restrictor=LoadRestrictionsNone";
 pub const KUBERNETES_VERSION: &str = "1.32.0";
@@ -156,11 +159,8 @@ fn every_kustomization_says_how_to_render_it_and_its_files_exist() {
     .iter()
     .map(|path| root.join(path))
     .collect();
-    expected.extend(files_with_extension(
-        &root.join("grafana/dashboards"),
-        "json",
-    ));
-    expected.extend(files_with_extension(&root.join("prometheus/rules"), "yml"));
+    expected.extend(files_with_extension(&root.join(GRAFANA_DASHBOARDS), "json"));
+    expected.extend(files_with_extension(&root.join(PROMETHEUS_RULES), "yml"));
     assert!(expected.len() >= 12, "{expected:?}");
     for path in expected {
         let path = path.canonicalize().expect("config file exists");
@@ -176,7 +176,7 @@ fn every_kustomization_says_how_to_render_it_and_its_files_exist() {
 
 #[test]
 fn the_kind_cluster_publishes_the_node_ports_on_loopback_only() {
-    let path = workspace_root().join("manifests/kind.yaml");
+    let path = workspace_root().join(KIND_CONFIG);
     let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read"))
         .expect("kind.yaml parses");
     assert_eq!(text_at(&config, "/kind"), "Cluster");
@@ -222,11 +222,11 @@ fn the_kind_cluster_publishes_the_node_ports_on_loopback_only() {
 // Tests of the rendering (kubectl).
 
 #[test]
-fn every_rendering_runs_the_guide_s_mesh() {
+fn every_rendering_runs_the_whole_mesh() {
     let Some(renderings) = renderings() else {
         return;
     };
-    let topology = Topology::guide();
+    let topology = Topology::built_in();
     for rendering in renderings {
         let mut problems = Problems::default();
         check_documents(rendering, &mut problems);
@@ -323,7 +323,7 @@ fn network_policies_let_the_demo_s_traffic_through_and_nothing_else_in() {
     let Some(renderings) = renderings() else {
         return;
     };
-    let topology = Topology::guide();
+    let topology = Topology::built_in();
     for rendering in renderings {
         check_network_policies(rendering, &topology);
     }
@@ -634,7 +634,7 @@ fn check_services(r: &Rendering, topology: &Topology, problems: &mut Problems) {
             2
         };
         problems.check(replicas == Some(expected), || {
-            format!("{who}: {expected} replicas (the guide's), not {replicas:?}")
+            format!("{who}: {expected} replicas (the topology's), not {replicas:?}")
         });
         pods += replicas.unwrap_or(0);
 
@@ -746,7 +746,7 @@ fn check_services(r: &Rendering, topology: &Topology, problems: &mut Problems) {
         }
     }
     problems.check(pods == 13, || {
-        format!("namespace services runs {pods} pods; the guide's mesh is 13")
+        format!("namespace services runs {pods} pods; the mesh is 13")
     });
 }
 
@@ -892,10 +892,9 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         ));
         return;
     };
-    problems.check(
-        config == read_repo("prometheus/prometheus-kubernetes.yml"),
-        || format!("prometheus: {config_file} is not prometheus/prometheus-kubernetes.yml"),
-    );
+    problems.check(config == read_repo(PROMETHEUS_KUBERNETES_CONFIG), || {
+        format!("prometheus: {config_file} is not prometheus/prometheus-kubernetes.yml")
+    });
     let config: Value = serde_yaml_ng::from_str(&config).expect("the Prometheus config parses");
     for (name, ns, port) in alertmanager_targets(&config, namespace(prometheus)) {
         problems.check(r.service_backend(&ns, &name, port).is_some(), || {
@@ -916,7 +915,7 @@ fn check_prometheus(r: &Rendering, problems: &mut Problems) {
         let extension = glob
             .strip_prefix("*.")
             .unwrap_or_else(|| panic!("rule_files {pattern}: expected DIR/*.EXT"));
-        for file in files_with_extension(&workspace_root().join("prometheus/rules"), extension) {
+        for file in files_with_extension(&workspace_root().join(PROMETHEUS_RULES), extension) {
             let file_name = file
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -1005,7 +1004,7 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
             "ALERTMANAGER_URL",
             "http://alertmanager.monitoring.svc:9093",
         ),
-        // The guide's credentials (README: admin/admin).
+        // The documented credentials (README: admin/admin).
         ("GF_SECURITY_ADMIN_USER", "admin"),
         ("GF_SECURITY_ADMIN_PASSWORD", "admin"),
     ] {
@@ -1038,7 +1037,7 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
         );
     }
     let dashboards_dir = get("DASHBOARDS_DIR");
-    for file in files_with_extension(&workspace_root().join("grafana/dashboards"), "json") {
+    for file in files_with_extension(&workspace_root().join(GRAFANA_DASHBOARDS), "json") {
         let file_name = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -1093,7 +1092,7 @@ fn check_alertmanager(r: &Rendering, problems: &mut Problems) {
     let config_file = args.get("--config.file").map_or("", String::as_str);
     problems.check(
         r.mounted_file(alertmanager, container, config_file)
-            == Some(read_repo("prometheus/alertmanager.yml")),
+            == Some(read_repo(ALERTMANAGER_CONFIG)),
         || format!("alertmanager: --config.file {config_file:?} is not prometheus/alertmanager.yml, mounted"),
     );
     let storage = args.get("--storage.path").map_or("", String::as_str);
@@ -1722,7 +1721,7 @@ fn kind_pod_subnet() -> Cidr {
 }
 
 fn read_kind_pod_subnet() -> Cidr {
-    let path = workspace_root().join("manifests/kind.yaml");
+    let path = workspace_root().join(KIND_CONFIG);
     let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read"))
         .expect("kind.yaml parses");
     let subnet = text_at(&config, "/networking/podSubnet");

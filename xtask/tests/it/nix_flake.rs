@@ -19,7 +19,7 @@ use std::{
 };
 
 use serde_json::Value;
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 /// One locked input of flake.lock.
 struct Pin {
@@ -110,7 +110,7 @@ fn read(name: &str) -> String {
 
 /// The Jaeger image the cluster runs (`image:` in manifests/base/monitoring/jaeger.yaml).
 fn cluster_jaeger_image() -> String {
-    let manifest = read("manifests/base/monitoring/jaeger.yaml");
+    let manifest = read(xtask::paths::JAEGER_MANIFEST);
     let images: Vec<&str> = manifest
         .lines()
         .filter_map(|line| line.trim().strip_prefix("image: "))

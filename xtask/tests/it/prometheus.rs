@@ -12,9 +12,9 @@ use std::{
 
 use serde_yaml_ng::Value;
 use xtask::{
+    paths::workspace_root,
     ports::{free_ports, service_ports},
     prometheus_config::{self, LocalPorts},
-    workspace_root,
 };
 
 /// promtool, or `None` when it is missing (the test then says it skipped).
@@ -39,7 +39,7 @@ fn run(promtool: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn the_committed_kubernetes_config_is_the_generated_one() {
-    let path = workspace_root().join(prometheus_config::KUBERNETES_CONFIG);
+    let path = workspace_root().join(xtask::paths::PROMETHEUS_KUBERNETES_CONFIG);
     let generated = prometheus_config::kubernetes();
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, &generated).expect("write");
@@ -57,14 +57,14 @@ fn both_configs_load_in_promtool() {
     let Some(promtool) = promtool() else { return };
     let dir = std::env::temp_dir().join(format!("xtask-promtool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let ports = service_ports(&contract::topology::Topology::guide());
+    let ports = service_ports(&contract::topology::Topology::built_in());
     let local = dir.join("local.yml");
     std::fs::write(&local, prometheus_config::local(&ports, &workspace_root())).expect("write");
     let output = run(
         &promtool,
         &["check", "config", local.to_str().expect("utf-8")],
     );
-    let rule_files = files_in("prometheus/rules").len();
+    let rule_files = files_in(xtask::paths::PROMETHEUS_RULES).len();
     assert!(
         output.contains(&format!("SUCCESS: {rule_files} rule files found")),
         "{output}"
@@ -103,7 +103,7 @@ fn both_configs_load_in_promtool() {
 fn target_labels_never_collide_with_metric_labels() {
     // A target label `service` or `service_name` would rename the metrics' own label to
     // `exported_service...` and silently empty every dashboard query by it.
-    let ports = service_ports(&contract::topology::Topology::guide());
+    let ports = service_ports(&contract::topology::Topology::built_in());
     for config in [
         prometheus_config::kubernetes(),
         prometheus_config::local(&ports, &workspace_root()),
@@ -124,7 +124,7 @@ fn target_labels_never_collide_with_metric_labels() {
 #[test]
 fn rules_load_and_their_unit_tests_pass() {
     let Some(promtool) = promtool() else { return };
-    let rules = files_in("prometheus/rules");
+    let rules = files_in(xtask::paths::PROMETHEUS_RULES);
     assert!(rules.len() >= 3, "{rules:?}");
     let mut check = vec!["check", "rules"];
     check.extend(rules.iter().map(String::as_str));
@@ -134,7 +134,7 @@ fn rules_load_and_their_unit_tests_pass() {
         rules.len(),
         "every rules file loads:\n{output}"
     );
-    for tests in files_in("prometheus/tests") {
+    for tests in files_in(xtask::paths::PROMETHEUS_RULE_TESTS) {
         let output = run(&promtool, &["test", "rules", &tests]);
         assert!(output.contains("SUCCESS"), "{tests}:\n{output}");
     }
@@ -165,13 +165,13 @@ pub(crate) fn yaml(path: &str) -> Value {
 
 #[test]
 fn every_alert_has_a_unit_test() {
-    let alerts: BTreeSet<String> = files_in("prometheus/rules")
+    let alerts: BTreeSet<String> = files_in(xtask::paths::PROMETHEUS_RULES)
         .iter()
         .flat_map(|file| alert_rules(&yaml(file)))
         .filter_map(|rule| rule["alert"].as_str().map(str::to_owned))
         .collect();
     assert!(alerts.contains("Watchdog"), "{alerts:?}");
-    let tested: BTreeSet<String> = files_in("prometheus/tests")
+    let tested: BTreeSet<String> = files_in(xtask::paths::PROMETHEUS_RULE_TESTS)
         .iter()
         .map(|file| yaml(file))
         .flat_map(|tests| tests["tests"].as_sequence().cloned().unwrap_or_default())
@@ -207,7 +207,7 @@ pub(crate) fn alert_rules(rules: &Value) -> Vec<Value> {
 
 #[test]
 fn both_configs_send_alerts_to_alertmanager() {
-    let ports = service_ports(&contract::topology::Topology::guide());
+    let ports = service_ports(&contract::topology::Topology::built_in());
     for (config, alertmanager) in [
         (prometheus_config::kubernetes(), "alertmanager:9093"),
         (
@@ -303,7 +303,7 @@ async fn prometheus_delivers_watchdog_to_alertmanager() {
     std::fs::write(
         &config,
         prometheus_config::local_with_ports(
-            &service_ports(&contract::topology::Topology::guide()),
+            &service_ports(&contract::topology::Topology::built_in()),
             &workspace_root(),
             ports,
         ),
@@ -317,7 +317,7 @@ async fn prometheus_delivers_watchdog_to_alertmanager() {
             format!(
                 "--config.file={}",
                 workspace_root()
-                    .join("prometheus/alertmanager.yml")
+                    .join(xtask::paths::ALERTMANAGER_CONFIG)
                     .display()
             ),
             format!("--storage.path={}", dir.join("alertmanager").display()),

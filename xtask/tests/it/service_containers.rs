@@ -590,7 +590,7 @@ fn service_deployments(r: &Rendering) -> Vec<&Value> {
         })
         .collect();
     let names: Vec<&str> = deployments.iter().map(|d| name(d)).collect();
-    let topology = contract::topology::Topology::guide();
+    let topology = contract::topology::Topology::built_in();
     let mut expected = topology.service_names();
     expected.sort_unstable();
     let mut sorted = names.clone();

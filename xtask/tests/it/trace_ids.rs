@@ -77,8 +77,8 @@ fn without_a_trace_backend_requests_keep_trace_ids_that_lead_to_their_logs() {
 
     let trace_id = action_trace_id(&mesh.entry_url());
     assert!(is_trace_id(&trace_id), "`{trace_id}`");
-    let guide = Topology::guide();
-    let all_seven: BTreeSet<String> = guide
+    let built_in = Topology::built_in();
+    let all_seven: BTreeSet<String> = built_in
         .service_names()
         .into_iter()
         .map(str::to_owned)

@@ -38,7 +38,7 @@ async fn health_ready_and_metrics() {
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
-    // The 0.0.4 text format, names and types as the guide has them.
+    // The 0.0.4 text format, names and types as the dashboards query them.
     assert!(
         metrics.contains("\n# TYPE http_requests_total counter\n"),
         "{metrics}"

@@ -21,7 +21,7 @@ struct Mesh {
 
 impl Mesh {
     async fn start() -> Mesh {
-        let topology = Topology::guide();
+        let topology = Topology::built_in();
         let mut listeners = Vec::new();
         let mut urls = HashMap::new();
         for service in topology.services() {

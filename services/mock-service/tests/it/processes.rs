@@ -8,10 +8,10 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode a
 
 use crate::otlp::{ReceivedSpan, Receiver, Service, exporting_to, hex};
 
-/// Starts every service of the guide's topology, dependencies first, so each caller is
+/// Starts every service of the built-in topology, dependencies first, so each caller is
 /// given its dependencies' real URLs.
 async fn start_mesh(otlp_endpoint: &str) -> HashMap<String, Service> {
-    let topology = Topology::guide();
+    let topology = Topology::built_in();
     let mut running: HashMap<String, Service> = HashMap::new();
     while running.len() < topology.service_names().len() {
         for service in topology.services() {

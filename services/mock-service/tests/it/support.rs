@@ -14,9 +14,9 @@ use serde_json::Value;
 use telemetry::{ExemplarFilter, Format};
 use tower::ServiceExt as _;
 
-/// The state of `service` from the guide's topology, its dependencies at `urls`.
+/// The state of `service` from the built-in topology, its dependencies at `urls`.
 pub fn state(service: &str, urls: &[(&str, &str)]) -> AppState {
-    let topology = Topology::guide();
+    let topology = Topology::built_in();
     let urls: HashMap<String, String> = urls
         .iter()
         .map(|(name, url)| ((*name).to_owned(), (*url).to_owned()))

@@ -18,7 +18,11 @@ use std::{
 use crate::support::TraceReceiver;
 use contract::topology::{Topology, url_variable};
 use serde_json::{Value, json};
-use xtask::{cmd::find_on_path, ports::GATEWAY_PORT, target_dir, workspace_root};
+use xtask::{
+    cmd::find_on_path,
+    paths::{target_dir, workspace_root},
+    ports::GATEWAY_PORT,
+};
 
 /// The binaries the cluster needs, built once per test run: mock-service and the two
 /// stand-ins (with xtask too, as `cargo xtask local` builds, so that cargo keeps the
@@ -88,7 +92,7 @@ impl StandinCluster {
     }
 
     fn start_pods(&mut self, binary: &Path, replicas: &[(&str, usize)]) {
-        let topology = Topology::guide();
+        let topology = Topology::built_in();
         let names = topology.service_names();
         let count = |name: &str| replicas.iter().find(|(n, _)| *n == name).map_or(1, |r| r.1);
         let total: usize = names.iter().map(|n| count(n)).sum();

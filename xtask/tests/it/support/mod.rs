@@ -1,5 +1,13 @@
 //! What the test modules share: finding the tools a test needs (or skipping without
-//! them), and one lock for the tests that take the local mesh's fixed ports.
+//! them), one lock for the tests that take the local mesh's fixed ports, `cargo xtask
+//! local` run and stopped, and, in submodules, the real OTLP receiver (`otlp`) and the
+//! kind cluster of kubectl and kind stand-ins (`standin`).
+
+pub mod otlp;
+pub mod standin;
+pub mod tilt;
+
+pub use otlp::TraceReceiver;
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -9,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use xtask::{cmd::find_on_path, workspace_root};
+use xtask::{cmd::find_on_path, paths::workspace_root};
 
 /// A test cannot run here without `what`: outside CI it says `SKIPPED:` with the reason
 /// and how to get it, and the caller returns; under `CI` (where `.ci/run` installs
@@ -36,7 +44,10 @@ fn say_skipped(what: &str, how: &str) {
 /// validators); `None`, after [`skip`], when it is missing.
 pub fn require(program: &str, how: &str) -> Option<PathBuf> {
     let found = find_on_path(program).or_else(|| {
-        let venv = workspace_root().join("target/tools-venv/bin").join(program);
+        let venv = workspace_root()
+            .join(xtask::paths::TOOLS_VENV)
+            .join("bin")
+            .join(program);
         venv.is_file().then_some(venv)
     });
     if found.is_none() {
@@ -192,126 +203,6 @@ impl Drop for LocalRun {
             let _ = xtask(&["local", "--stop"]);
             let _ = local.kill();
             let _ = local.wait();
-        }
-    }
-}
-
-/// One span a [`TraceReceiver`] got.
-#[derive(Clone, Debug)]
-pub struct ReceivedSpan {
-    /// 32 hex digits, as the services log it and Prometheus's exemplars carry it.
-    pub trace_id: String,
-    /// The resource's `service.name`.
-    pub service: String,
-    pub name: String,
-}
-
-/// A real OTLP/gRPC trace receiver on 127.0.0.1 (tonic, in a thread of its own) that
-/// keeps what it is sent; it stops when dropped.
-pub struct TraceReceiver {
-    pub endpoint: String,
-    spans: std::sync::Arc<Mutex<Vec<ReceivedSpan>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-#[derive(Clone, Default)]
-struct Keeper(std::sync::Arc<Mutex<Vec<ReceivedSpan>>>);
-
-#[tonic::async_trait]
-impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
-    for Keeper
-{
-    async fn export(
-        &self,
-        request: tonic::Request<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-        >,
-    ) -> Result<
-        tonic::Response<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        >,
-        tonic::Status,
-    > {
-        use opentelemetry_proto::tonic::common::v1::any_value::Value;
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for resource in request.into_inner().resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                    Value::StringValue(name) => Some(name.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
-                kept.push(ReceivedSpan {
-                    trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
-                    service: service.clone(),
-                    name: span.name,
-                });
-            }
-        }
-        Ok(tonic::Response::new(
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
-                partial_success: None,
-            },
-        ))
-    }
-}
-
-impl TraceReceiver {
-    pub fn start() -> TraceReceiver {
-        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-        let keeper = Keeper::default();
-        let spans = keeper.0.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(keeper))
-                    .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
-                        async {
-                            let _ = stopped.await;
-                        },
-                    )
-                    .await
-                    .expect("the OTLP receiver runs");
-            });
-        });
-        TraceReceiver {
-            endpoint,
-            spans,
-            stop: Some(stop),
-        }
-    }
-
-    /// Every span received so far.
-    pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.spans
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl Drop for TraceReceiver {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
         }
     }
 }
