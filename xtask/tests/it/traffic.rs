@@ -10,7 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use contract::endpoints;
-use xtask::workspace_root;
+use xtask::paths::workspace_root;
 
 /// A stand-in gateway on 127.0.0.1 whose endpoints take as long as the mesh's: `/api/slow`
 /// 0.5 to 2 s (mock-service's `SLOW_MS`), `/api/error` a designed 500, the rest at
