@@ -73,7 +73,15 @@ async fn a_rate_the_connections_cannot_carry_is_reported_with_every_request_coun
         "{arrived} arrived, {total:?}"
     );
 
-    let report = Report::new(&outcome, None);
+    the_report_says_what_was_not_sent(&outcome);
+}
+
+/// The table, the JSON and the one warning of a run that fell behind with its two
+/// connections busy: each says how many requests were not sent, and what to change.
+fn the_report_says_what_was_not_sent(outcome: &Outcome) {
+    let total = outcome.stats.total();
+    let schedule = outcome.schedule.clone().expect("an open-model run");
+    let report = Report::new(outcome, None);
     let [warning] = report.warnings.as_slice() else {
         panic!("one warning expected: {:?}", report.warnings);
     };

@@ -563,8 +563,28 @@ impl Results {
                 }
             })
             .collect();
+        let targets = self.load_generator_targets(ours);
+        let columns = [
+            ("Generator", Align::Left),
+            ("Requests/s", Align::Right),
+            ("p50 ms", Align::Right),
+            ("p99 ms", Align::Right),
+            ("Failures", Align::Right),
+            ("xtask traffic / this", Align::Right),
+        ];
+        format!(
+            "\n### 4. Load generators\n\nEach against the same bare axum hello-world (`GET \
+             {HELLO_PATH}`), one after the other, with the same connections and duration. \
+             Latency is what each tool reports.\n\n{}{}",
+            table(&columns, &rows),
+            verdicts(&targets)
+        )
+    }
+
+    /// Our rate against each peer's, as the targets say: at least oha's, within 20% of wrk.
+    fn load_generator_targets(&self, ours: f64) -> Vec<Verdict> {
         // (peer, target, the share of the peer's rate that meets it)
-        let targets: Vec<Verdict> = [
+        [
             ("oha", "at least oha's rate", 1.0),
             ("wrk", "within 20% of wrk", 0.8),
         ]
@@ -589,22 +609,7 @@ impl Results {
                 },
             }
         })
-        .collect();
-        let columns = [
-            ("Generator", Align::Left),
-            ("Requests/s", Align::Right),
-            ("p50 ms", Align::Right),
-            ("p99 ms", Align::Right),
-            ("Failures", Align::Right),
-            ("xtask traffic / this", Align::Right),
-        ];
-        format!(
-            "\n### 4. Load generators\n\nEach against the same bare axum hello-world (`GET \
-             {HELLO_PATH}`), one after the other, with the same connections and duration. \
-             Latency is what each tool reports.\n\n{}{}",
-            table(&columns, &rows),
-            verdicts(&targets)
-        )
+        .collect()
     }
 
     fn image_and_inner_loop(&self) -> String {

@@ -438,6 +438,16 @@ mod reqwest {
     }
 }
 
+/// Every port the mesh and its tools listen on is free, or the test says what to stop.
+fn assert_ports_free() {
+    for port in PORTS {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: stop what uses it (cargo xtask local --stop?) before this test"
+        );
+    }
+}
+
 #[test]
 fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     let _serial = crate::support::serial();
@@ -445,13 +455,7 @@ fn local_mesh_smoke_traffic_prometheus_and_clean_stop() {
     {
         return;
     }
-    for port in PORTS {
-        assert!(
-            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
-            "port {port} is taken: stop what uses it (cargo xtask local --stop?) before this test"
-        );
-    }
-
+    assert_ports_free();
     let receiver = TraceReceiver::start();
     let started = unix_seconds();
     let local = start_local(&["--otlp-endpoint", &receiver.endpoint]);
