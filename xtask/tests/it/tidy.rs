@@ -432,7 +432,7 @@ const LONG_TESTS_NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
     (
         "xtask/tests/it/local_mesh.rs",
         "local_mesh_smoke_traffic_prometheus_and_clean_stop",
-        97,
+        98,
     ),
     (
         "xtask/tests/it/local_topology.rs",
