@@ -1,36 +1,28 @@
-//! `cargo xtask scenario`: the guide's four demo scenarios as single commands. Each sets
-//! up its faults, runs its traffic, says what to look at, and puts back what it changed
-//! on every way out: the end, an error in any step, Ctrl+C (and, should xtask be killed
-//! outright, the faults expire by themselves a minute after the scenario's planned end).
-//! In the cluster, `degradation` also takes the guide's own step, inventory-service down
-//! to one replica, and scales it back to the count it had.
+//! `cargo xtask scenario`: the demo scenarios of `incidents`' table as single commands.
+//! Each sets up its faults, runs its traffic, says what to look at, and puts back what it
+//! changed on every way out: the end, an error in any step, Ctrl+C (and, should xtask be
+//! killed outright, the faults expire by themselves a minute after the scenario's planned
+//! end). In the cluster, `degradation` also takes the guide's own step, inventory-service
+//! down to one replica, and scales it back to the count it had.
 
-use anyhow::{anyhow, bail};
-use contract::admin::{FaultSpec, Latency};
+use anyhow::{Context as _, anyhow, bail};
+use clap::{ValueEnum as _, builder::PossibleValuesParser};
+use contract::admin::FaultSpec;
+use incidents::Scenario;
 
 use crate::{
     chaos,
     mesh::{RunningMesh, cluster},
     ports::GATEWAY_URL,
-    traffic::{Scenario, Target, TrafficArgs},
+    traffic::{Preset, Target, TrafficArgs},
 };
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
-Examples:
-  cargo xtask scenario normal                    # 3 minutes of the default traffic mix
-  cargo xtask scenario spike                     # 200 concurrent POST /api/action
-  cargo xtask scenario errors --duration 120     # payment-service fails 30% of its requests
-  cargo xtask scenario degradation               # inventory-service turns slow")]
+#[command(after_help = after_help())]
 pub struct ScenarioArgs {
-    /// normal (3 minutes of traffic), spike (200 concurrent POST /api/action), errors
-    /// (payment-service fails 30% of its requests under normal traffic) or degradation
-    /// (inventory-service 200 to 800 ms slower under normal traffic; in the cluster also
-    /// down to one replica)
-    // The enum's own descriptions are those of `traffic --scenario`, which sends the
-    // traffic only; here the scenario also sets its faults.
-    #[arg(value_enum, hide_possible_values = true)]
-    pub scenario: Scenario,
+    /// The scenario: normal, spike, errors or degradation (listed below)
+    #[arg(value_parser = scenario_names(), hide_possible_values = true)]
+    pub scenario: String,
 
     /// How long the traffic runs, in seconds [default: the scenario's]
     #[arg(long, value_name = "SECS")]
@@ -45,83 +37,59 @@ pub struct ScenarioArgs {
     pub cluster: bool,
 }
 
-struct Plan {
-    faults: Vec<(&'static str, FaultSpec)>,
-    /// In the cluster: this service runs with one replica meanwhile.
-    scale_to_one: Option<&'static str>,
-    traffic: Scenario,
-    duration: u64,
-    watch: &'static str,
+/// The scenarios, from the table, and examples.
+fn after_help() -> String {
+    let mut help = String::from("Scenarios (incidents/src/scenarios.rs):\n");
+    for scenario in incidents::scenarios::all() {
+        help.push_str(&format!("  {:<12} {}\n", scenario.name, scenario.summary));
+    }
+    help.push_str(
+        "\nExamples:
+  cargo xtask scenario normal                    # 3 minutes of the default traffic mix
+  cargo xtask scenario errors --duration 120     # payment-service fails 30% of its requests
+  cargo xtask scenario degradation --cluster     # in the kind cluster",
+    );
+    help
 }
 
-fn plan(scenario: Scenario) -> Plan {
-    match scenario {
-        Scenario::Normal => Plan {
-            faults: vec![],
-            scale_to_one: None,
-            traffic: Scenario::Normal,
-            duration: 180,
-            watch: "Grafana, Mesh / Overview: steady request rate by service; the gateway's p95 \
-                    held up by /api/slow (0.5 to 2 s by design) while the services behind it stay \
-                    fast; a flat error line (the designed /api/error). Jaeger: service \
-                    gateway-service, a POST /api/action trace has ten server spans over seven services.",
-        },
-        Scenario::Spike => Plan {
-            faults: vec![],
-            scale_to_one: None,
-            traffic: Scenario::Spike,
-            duration: 120,
-            watch: "Grafana, Mesh / Overview: a spike in request rate and in p95/p99 latency; \
-                    Mesh / Service (gateway-service): CPU climbs. Jaeger: the spike's traces queue \
-                    behind each other (long gaps before the first child span).",
-        },
-        Scenario::Errors => Plan {
-            faults: vec![(
-                "payment-service",
-                FaultSpec {
-                    error_rate: Some(0.3),
-                    error_status: Some(500),
-                    ..FaultSpec::default()
-                },
-            )],
-            scale_to_one: None,
-            traffic: Scenario::Normal,
-            duration: 60,
-            watch: "Grafana, Mesh / Overview: error rate and percentage rise; Mesh / Service \
-                    (payment-service): 500s on /api/action and fault_injections_total; order-service \
-                    and gateway-service answer 502 (Errors by endpoint and status). Jaeger: red \
-                    payment-service spans deep in POST /api/action traces, their parents red too.",
-        },
-        Scenario::Degradation => Plan {
-            faults: vec![(
-                "inventory-service",
-                FaultSpec {
-                    latency_ms: Some(Latency::Between([200, 800])),
-                    ..FaultSpec::default()
-                },
-            )],
-            scale_to_one: Some("inventory-service"),
-            traffic: Scenario::Normal,
-            duration: 120,
-            watch: "Grafana, Mesh / Overview: p95 of product-service and gateway-service climbs; \
-                    Mesh / Inter-service: client-side latency of product-service -> inventory-service \
-                    rises, then gateway-service -> product-service. Jaeger: long inventory-service \
-                    spans (event `fault injected: added latency`) under every product-service span.",
-        },
-    }
+/// The table's names, as the values clap accepts.
+fn scenario_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(incidents::scenarios::names())
+}
+
+/// The scenario called `name`, from the table.
+pub fn scenario(name: &str) -> anyhow::Result<Scenario> {
+    incidents::scenarios::find(name).with_context(|| {
+        format!(
+            "no scenario {name:?}; the scenarios are {}",
+            incidents::scenarios::names().join(", ")
+        )
+    })
+}
+
+/// The traffic preset a scenario names (a test keeps every name valid).
+pub fn preset(scenario: &Scenario) -> anyhow::Result<Preset> {
+    Preset::from_str(scenario.preset, false).map_err(|error| {
+        anyhow!(
+            "scenario {}: preset {}: {error}",
+            scenario.name,
+            scenario.preset
+        )
+    })
 }
 
 impl ScenarioArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let plan = plan(self.scenario);
-        let duration = self.duration.unwrap_or(plan.duration);
+        let plan = scenario(&self.scenario)?;
+        let traffic = preset(&plan)?;
+        let duration = self.duration.unwrap_or(plan.duration_secs);
         let mesh = RunningMesh::find(self.cluster);
-        for (service, _) in &plan.faults {
-            mesh.check_service(service)?;
+        for fault in &plan.faults {
+            mesh.check_service(fault.service)?;
         }
         eprintln!(
-            "Scenario {:?} for {duration} s on {}. What to look at:\n  {}\n",
-            self.scenario,
+            "Scenario {} for {duration} s on {}. What to look at:\n  {}\n",
+            plan.name,
             mesh.describe(),
             plan.watch
         );
@@ -137,7 +105,7 @@ impl ScenarioArgs {
             Ok(()) => {
                 let traffic = TrafficArgs {
                     duration: Some(duration),
-                    scenario: Some(plan.traffic),
+                    preset: Some(traffic),
                     target: self.target,
                     ..TrafficArgs::default()
                 };
@@ -165,7 +133,7 @@ async fn interrupted() {
 /// before making it, so that a step that fails halfway is put back too.
 async fn set_up(
     mesh: &RunningMesh,
-    plan: &Plan,
+    plan: &Scenario,
     duration: u64,
     changes: &mut Changes,
 ) -> anyhow::Result<()> {
@@ -177,13 +145,14 @@ async fn set_up(
         changes.scaled = Some((service, replicas));
         cluster::scale(service, 1).await?;
     }
-    for (service, fault) in &plan.faults {
-        let fault = FaultSpec {
+    for fault in &plan.faults {
+        let service = fault.service;
+        let spec = FaultSpec {
             for_seconds: Some(duration + 60),
-            ..fault.clone()
+            ..fault.spec.clone()
         };
         changes.faulted.push(service);
-        for line in chaos::apply(mesh, service, Some(&fault)).await? {
+        for line in chaos::apply(mesh, service, Some(&spec)).await? {
             eprintln!("fault set: {line}");
         }
     }
