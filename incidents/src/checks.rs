@@ -1,7 +1,10 @@
 //! One expectation of the table against the tools that run: its verdict (PASS, FAIL, or
 //! NOT CHECKED and why) and what was seen. A tool that is absent never passes a check.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use serde::Serialize;
 
@@ -9,13 +12,18 @@ use crate::{
     panels::{self, Dashboards},
     scenarios::{Expect, Expectation, Phase},
     tools::{Alert, Api},
+    traces::{LogSource, Span, TraceSource},
 };
 
 /// The tools `--verify` asks; `None` where one does not run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Tools {
     pub prometheus: Option<Api>,
     pub alertmanager: Option<Api>,
+    /// Jaeger, or a test's OTLP receiver.
+    pub traces: Option<Arc<dyn TraceSource>>,
+    /// `cargo xtask logs --trace`'s logic.
+    pub logs: Option<Arc<dyn LogSource>>,
     pub dashboards: Dashboards,
     /// Every panel query's range selectors this long instead of their own (short phases;
     /// a test whose rules use short windows): also the window the table's
@@ -86,40 +94,85 @@ pub fn describe(expect: &Expect) -> String {
                 panels::FAULT_ANNOTATION
             )
         }
+        Expect::Trace {
+            panel,
+            service,
+            error,
+            min_ms,
+            ..
+        } => {
+            let what = match (error, min_ms) {
+                (true, _) => "an ERROR".to_owned(),
+                (false, Some(ms)) => format!(">= {ms} ms"),
+                (false, None) => "a".to_owned(),
+            };
+            format!("exemplar of \"{panel}\" -> trace with {what} {service} span")
+        }
     }
 }
 
+/// The logs half of [`Expect::Trace`], in one line.
+fn describe_logs(service: &str) -> String {
+    format!("logs --trace of that trace name {service}")
+}
+
 /// Checks `expectation` at the end of a phase that lasted `phase_length`, asking again
-/// (every 2 s) until it passes or `settle` has passed: a scrape and a rule evaluation
-/// lie between an event and what the tools show.
+/// (every 2 s) until it passes or `settle` has passed: a scrape, a rule evaluation or a
+/// span export lies between an event and what the tools show. A trace expectation gives
+/// two verdicts: the trace, and its logs.
 pub async fn check(
     tools: &Tools,
     expectation: &Expectation,
     phase_length: Duration,
     settle: Duration,
-) -> Verdict {
-    let verdict = |status, seen: String| Verdict {
+) -> Vec<Verdict> {
+    let verdict = |expectation_text: String, (status, seen): (Status, String)| Verdict {
         phase: expectation.phase,
-        expectation: describe(&expectation.expect),
+        expectation: expectation_text,
         status,
         seen,
     };
+    let text = describe(&expectation.expect);
     let window = window_behind(tools, expectation).await;
     if phase_length < window {
-        return verdict(
-            Status::NotChecked,
-            format!(
-                "not checked: the phase lasted {} s, less than the {} s window behind it",
-                phase_length.as_secs(),
-                window.as_secs()
-            ),
+        let seen = format!(
+            "not checked: the phase lasted {} s, less than the {} s window behind it",
+            phase_length.as_secs(),
+            window.as_secs()
         );
+        return vec![verdict(text, (Status::NotChecked, seen))];
     }
+    if let Expect::Trace { service, .. } = &expectation.expect {
+        let since = SystemTime::now() - phase_length;
+        let (found, trace_id) =
+            poll(settle, || trace_once(tools, &expectation.expect, since)).await;
+        let logs = match trace_id {
+            Some(id) => {
+                poll(settle, || logs_once(tools, id.clone(), service))
+                    .await
+                    .0
+            }
+            None => (Status::NotChecked, "not checked: no trace id".to_owned()),
+        };
+        return vec![verdict(text, found), verdict(describe_logs(service), logs)];
+    }
+    let (result, ()) = poll(settle, || async {
+        (once(tools, &expectation.expect).await, ())
+    })
+    .await;
+    vec![verdict(text, result)]
+}
+
+/// Runs `look` until it does not fail or `settle` has passed; its last result.
+async fn poll<T, F>(settle: Duration, mut look: impl FnMut() -> F) -> ((Status, String), T)
+where
+    F: std::future::Future<Output = ((Status, String), T)>,
+{
     let deadline = Instant::now() + settle;
     loop {
-        let (status, seen) = once(tools, &expectation.expect).await;
-        if status != Status::Fail || Instant::now() >= deadline {
-            return verdict(status, seen);
+        let (result, extra) = look().await;
+        if result.0 != Status::Fail || Instant::now() >= deadline {
+            return (result, extra);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -155,6 +208,7 @@ async fn once(tools: &Tools, expect: &Expect) -> (Status, String) {
         Expect::AlertInactive { alert, labels } => alert_inactive(prometheus, alert, labels).await,
         Expect::Panel { .. } => panel(prometheus, tools, expect).await,
         Expect::FaultAnnotation { service } => annotation(prometheus, tools, service).await,
+        Expect::Trace { .. } => Err("a trace is checked by trace_once".to_owned()),
     };
     result.unwrap_or_else(|error| (Status::Fail, error))
 }
@@ -283,4 +337,150 @@ async fn annotation(prometheus: &Api, tools: &Tools, service: &str) -> Look {
     } else {
         (Status::Pass, of_service.join(", "))
     })
+}
+
+/// One look for a trace: the phase's exemplars of the panel's query, each trace read
+/// from the trace source until one has the expected span of the service. Also the trace
+/// id whose logs to check: that trace's, else the newest exemplar's.
+async fn trace_once(
+    tools: &Tools,
+    expect: &Expect,
+    since: SystemTime,
+) -> ((Status, String), Option<String>) {
+    let Expect::Trace {
+        dashboard,
+        panel,
+        ref_id,
+        service,
+        error,
+        min_ms,
+    } = expect
+    else {
+        return ((Status::Fail, "not a trace expectation".to_owned()), None);
+    };
+    let Some(prometheus) = &tools.prometheus else {
+        return (
+            (Status::NotChecked, "not checked: no Prometheus".to_owned()),
+            None,
+        );
+    };
+    let ids = match exemplars(
+        prometheus,
+        tools,
+        (dashboard, panel, ref_id),
+        service,
+        since,
+    )
+    .await
+    {
+        Ok(ids) if ids.is_empty() => {
+            return (
+                (Status::Fail, "no exemplar from the phase".to_owned()),
+                None,
+            );
+        }
+        Ok(ids) => ids,
+        Err(error) => return ((Status::Fail, error), None),
+    };
+    let newest = ids.first().cloned();
+    let Some(source) = &tools.traces else {
+        let seen = "not checked: no trace source (Jaeger does not run)".to_owned();
+        return ((Status::NotChecked, seen), newest);
+    };
+    let wanted = |span: &Span| {
+        span.service == *service
+            && (!error || span.error)
+            && min_ms.is_none_or(|ms| span.duration >= Duration::from_millis(ms))
+    };
+    let Some((id, span)) = first_traced(source.as_ref(), &ids, wanted).await else {
+        let seen = format!(
+            "{} exemplar traces, none with that span of {service}",
+            ids.len().min(TRACES_READ)
+        );
+        return ((Status::Fail, seen), newest);
+    };
+    let status = if span.error { "ERROR" } else { "OK" };
+    let seen = format!(
+        "trace {id}: {} \"{}\" {status}, {} ms ({})",
+        span.service,
+        span.name,
+        span.duration.as_millis(),
+        source.describe()
+    );
+    ((Status::Pass, seen), Some(id))
+}
+
+/// How many of the newest exemplars' traces are read at most.
+const TRACES_READ: usize = 20;
+
+/// The first of the traces `ids` (the newest [`TRACES_READ`]) with a `wanted` span.
+async fn first_traced(
+    source: &dyn TraceSource,
+    ids: &[String],
+    wanted: impl Fn(&Span) -> bool,
+) -> Option<(String, Span)> {
+    for id in ids.iter().take(TRACES_READ) {
+        let spans = source.trace(id).await.unwrap_or_default();
+        if let Some(span) = spans.into_iter().find(|s| wanted(s)) {
+            return Some((id.clone(), span));
+        }
+    }
+    None
+}
+
+/// The trace ids of the exemplars of a panel's query since `since`.
+async fn exemplars(
+    prometheus: &Api,
+    tools: &Tools,
+    (dashboard, panel, ref_id): (&str, &str, &str),
+    service: &str,
+    since: SystemTime,
+) -> Result<Vec<String>, String> {
+    let written = tools
+        .dashboards
+        .panel_query(dashboard, panel, ref_id)
+        .map_err(|e| e.to_string())?;
+    let window = tools.window.map(|w| format!("{}s", w.as_secs()));
+    let expr = panels::runnable(&written, Some(service), window.as_deref());
+    let unix = |at: SystemTime| {
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    prometheus
+        .exemplar_trace_ids(&expr, unix(since), unix(SystemTime::now()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One look at a trace's logs: `service` among the services that logged it.
+async fn logs_once(tools: &Tools, trace_id: String, service: &str) -> ((Status, String), ()) {
+    let Some(logs) = &tools.logs else {
+        return (
+            (Status::NotChecked, "not checked: no log source".to_owned()),
+            (),
+        );
+    };
+    let result = match logs.services_logging(&trace_id).await {
+        // A pod is named after its service (`payment-service-7d9f-x2`).
+        Ok(services)
+            if services
+                .iter()
+                .any(|s| s == service || s.starts_with(&format!("{service}-"))) =>
+        {
+            (
+                Status::Pass,
+                format!("trace {trace_id}: {}", services.join(", ")),
+            )
+        }
+        Ok(services) => (
+            Status::Fail,
+            format!(
+                "trace {trace_id}: logged by [{}], not {service}",
+                services.join(", ")
+            ),
+        ),
+        Err(error) => (Status::Fail, error),
+    };
+    (result, ())
 }

@@ -9,8 +9,10 @@ pub mod checks;
 pub mod panels;
 pub mod scenarios;
 pub mod tools;
+pub mod traces;
 pub mod verify;
 
 pub use checks::{Status, Tools, Verdict};
 pub use scenarios::{Expect, Expectation, Fault, Phase, Rates, Scenario};
+pub use traces::{Jaeger, LogSource, Span, TraceSource};
 pub use verify::{Incident, Options, Phases, Verification, VerifyError, verify};

@@ -107,6 +107,18 @@ pub enum Expect {
     },
     /// The dashboards' fault annotation query names this service.
     FaultAnnotation { service: &'static str },
+    /// An exemplar of the phase, from the panel's own query (Prometheus's
+    /// `/api/v1/query_exemplars`), leads to a trace with a span of `service` that has an
+    /// ERROR status (`error`) or lasts at least `min_ms`; and `cargo xtask logs --trace`
+    /// of that trace names `service`.
+    Trace {
+        dashboard: &'static str,
+        panel: &'static str,
+        ref_id: &'static str,
+        service: &'static str,
+        error: bool,
+        min_ms: Option<u64>,
+    },
 }
 
 /// Every scenario, in the order the help and Tilt list them.
@@ -160,6 +172,18 @@ fn error_ratio(service: &'static str, min: Option<f64>, max: Option<f64>) -> Exp
         service: Some(service),
         min,
         max,
+    }
+}
+
+/// A trace of `service` from the exemplars of its latency panel.
+fn trace(service: &'static str, error: bool, min_ms: Option<u64>) -> Expect {
+    Expect::Trace {
+        dashboard: SERVICE,
+        panel: "Latency p50 / p95 / p99",
+        ref_id: "C",
+        service,
+        error,
+        min_ms,
     }
 }
 
@@ -294,6 +318,7 @@ fn errors() -> Scenario {
             at(Phase::Fault, error_ratio(FAULTED, Some(0.05), None)),
             at(Phase::Fault, Expect::FaultAnnotation { service: FAULTED }),
             at(Phase::Fault, alert("ServiceHighErrorRatio", FAULTED, true)),
+            at(Phase::Fault, trace(FAULTED, true, None)),
             // The burn-rate alert's short window (5m) must lie in the fault.
             over(
                 Phase::Fault,
@@ -349,6 +374,7 @@ fn degradation() -> Scenario {
             at(Phase::Fault, p95(FAULTED, Some(0.2), None)),
             at(Phase::Fault, Expect::FaultAnnotation { service: FAULTED }),
             at(Phase::Fault, alert("ServiceHighLatencyP95", FAULTED, true)),
+            at(Phase::Fault, trace(FAULTED, false, Some(200))),
             // The burn-rate alert's short window (5m) must lie in the fault.
             over(
                 Phase::Fault,

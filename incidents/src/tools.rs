@@ -70,6 +70,10 @@ impl Api {
         Api::new("Alertmanager", base)
     }
 
+    pub fn jaeger(base: &str) -> Api {
+        Api::new("Jaeger", base)
+    }
+
     fn new(tool: &'static str, base: &str) -> Api {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -153,6 +157,22 @@ impl Api {
             .filter_map(|rule| rule["query"].as_str())
             .filter_map(longest_range)
             .max())
+    }
+
+    /// Prometheus: the trace ids of the exemplars of `expr`'s series between `start` and
+    /// `end` (Unix seconds), newest first.
+    pub async fn exemplar_trace_ids(
+        &self,
+        expr: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<Vec<String>, ToolError> {
+        let path = format!(
+            "/api/v1/query_exemplars?query={}&start={start:.3}&end={end:.3}",
+            encode(expr)
+        );
+        let json = self.get(&path).await?;
+        parse_exemplars(&json).map_err(|reason| self.shape(&path, reason))
     }
 
     /// Alertmanager: the alerts it holds (active, suppressed or unprocessed).
@@ -245,6 +265,30 @@ fn parse_query(json: &Json) -> Result<Vec<Sample>, String> {
     }
 }
 
+/// `{"data":[{"seriesLabels":{..},"exemplars":[{"labels":{"trace_id":".."},"value":"..",
+/// "timestamp":1.7e9}]}]}`
+/// (<https://prometheus.io/docs/prometheus/latest/querying/api/#querying-exemplars>):
+/// the trace ids, newest first, each once.
+fn parse_exemplars(json: &Json) -> Result<Vec<String>, String> {
+    let series = json["data"].as_array().ok_or("no data list")?;
+    let mut found: Vec<(f64, String)> = series
+        .iter()
+        .flat_map(|s| s["exemplars"].as_array().into_iter().flatten())
+        .filter_map(|e| {
+            let id = e["labels"]["trace_id"].as_str()?;
+            Some((e["timestamp"].as_f64().unwrap_or(0.0), id.to_owned()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut ids: Vec<String> = Vec::new();
+    for (_, id) in found {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// `{"data":{"alerts":[{"labels":{..},"state":"pending"|"firing",..}]}}`
 /// (<https://prometheus.io/docs/prometheus/latest/querying/api/#alerts>).
 fn parse_alerts(json: &Json) -> Result<Vec<Alert>, String> {
@@ -331,6 +375,21 @@ mod tests {
         assert_eq!(longest_range("x[1h30m]"), Some(Duration::from_secs(5400)));
         assert_eq!(longest_range("slo:sli_error:ratio_rate1h > 0"), None);
         assert_eq!(longest_range("x[5q]"), None);
+    }
+
+    #[test]
+    fn exemplars_give_their_trace_ids_newest_first_each_once() {
+        let answer = json!({"status": "success", "data": [
+            {"seriesLabels": {"le": "0.5"}, "exemplars": [
+                {"labels": {"trace_id": "aa", "span_id": "1"}, "value": "0.3", "timestamp": 10.0},
+                {"labels": {"trace_id": "bb", "span_id": "2"}, "value": "0.4", "timestamp": 30.0}
+            ]},
+            {"seriesLabels": {"le": "1"}, "exemplars": [
+                {"labels": {"trace_id": "aa", "span_id": "3"}, "value": "0.7", "timestamp": 20.0}
+            ]}
+        ]});
+        assert_eq!(parse_exemplars(&answer).expect("exemplars"), ["bb", "aa"]);
+        assert!(parse_exemplars(&json!({"data": {}})).is_err());
     }
 
     #[test]

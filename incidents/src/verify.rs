@@ -137,7 +137,7 @@ pub async fn verify(
             phase.name()
         ));
         for expectation in scenario.expectations.iter().filter(|e| e.phase == phase) {
-            verdicts.push(checks::check(tools, expectation, length, options.settle).await);
+            verdicts.extend(checks::check(tools, expectation, length, options.settle).await);
         }
         if phase == Phase::Fault {
             progress("clearing the scenario's faults");

@@ -3,13 +3,20 @@
 //! scenario's own set-up and clean-up), and the output; the phases and the checks are
 //! `incidents::verify`'s.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, bail};
-use incidents::{Incident, Options, Phases, Scenario, Tools, Verification, panels, tools::Api};
+use incidents::{
+    Incident, Jaeger, LogSource, Options, Phases, Scenario, Tools, Verification, panels,
+    tools::Api, traces::Pending,
+};
 
 use super::{Changes, interrupted, set_up};
-use crate::{mesh::RunningMesh, traffic::Target, workspace_root};
+use crate::{
+    mesh::{LocalMesh, RunningMesh},
+    traffic::Target,
+    workspace_root,
+};
 
 /// Connections serving a phase's rate: enough for the default mix's slow requests
 /// (0.5 to 2 s) at the table's highest rate.
@@ -18,6 +25,7 @@ const CONNECTIONS: u32 = 48;
 /// The kind cluster's Prometheus and Alertmanager, published on the host (manifests/kind.yaml).
 const CLUSTER_PROMETHEUS: &str = "http://127.0.0.1:9090";
 const CLUSTER_ALERTMANAGER: &str = "http://127.0.0.1:9093";
+const CLUSTER_JAEGER: &str = "http://127.0.0.1:16686";
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -32,7 +40,7 @@ pub struct VerifyArgs {
     pub baseline: Duration,
 
     /// With --verify: how long the fault phase runs
-    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = humantime::parse_duration, requires = "verify")]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration, requires = "verify")]
     pub fault: Duration,
 
     /// With --verify: how long the recovery runs (a check over a longer window than this
@@ -77,7 +85,7 @@ impl VerifyArgs {
             settle: self.settle,
         };
         eprintln!(
-            "Verifying scenario {} on {}: Prometheus {}, Alertmanager {}",
+            "Verifying scenario {} on {}: Prometheus {}, Alertmanager {}, traces {}",
             scenario.name,
             mesh.describe(),
             tools
@@ -88,6 +96,10 @@ impl VerifyArgs {
                 .alertmanager
                 .as_ref()
                 .map_or("absent", |a| a.base.as_str()),
+            tools.traces.as_ref().map_or(
+                "absent (no Jaeger: trace checks not checked)".to_owned(),
+                |t| t.describe()
+            ),
         );
         let verification = verify_on(&mesh, scenario, &tools, &options).await?;
         self.report(&verification)
@@ -147,27 +159,36 @@ pub async fn verify_on(
 }
 
 /// The tools of the mesh that answer: the local mesh's from its record, the cluster's at
-/// their published ports.
+/// their published ports; the logs through `cargo xtask logs --trace`'s reading.
 pub async fn find_tools(mesh: &RunningMesh, window: Option<Duration>) -> Tools {
-    let (prometheus, alertmanager) = match mesh {
-        RunningMesh::Local(local) => {
-            let url = |name: &str| {
-                local
-                    .tools
-                    .iter()
-                    .find(|tool| tool.name == name)
-                    .map(|tool| tool.url.clone())
-            };
-            (url("prometheus"), url("alertmanager"))
+    let [prometheus, alertmanager, jaeger] = match mesh {
+        RunningMesh::Local(local) => ["prometheus", "alertmanager", "jaeger"].map(|name| {
+            local
+                .tools
+                .iter()
+                .find(|tool| tool.name == name)
+                .map(|tool| tool.url.clone())
+        }),
+        RunningMesh::Cluster => [CLUSTER_PROMETHEUS, CLUSTER_ALERTMANAGER, CLUSTER_JAEGER]
+            .map(|url| Some(url.to_owned())),
+    };
+    let jaeger = match jaeger.map(|url| Jaeger::new(&url)) {
+        // Jaeger's query service has no readiness path on its UI port; its service list
+        // answers once it does.
+        Some(jaeger) if jaeger.api.get("/api/services").await.is_ok() => {
+            Some(Arc::new(jaeger) as Arc<dyn incidents::TraceSource>)
         }
-        RunningMesh::Cluster => (
-            Some(CLUSTER_PROMETHEUS.to_owned()),
-            Some(CLUSTER_ALERTMANAGER.to_owned()),
-        ),
+        _ => None,
+    };
+    let local = match mesh {
+        RunningMesh::Local(local) => Some(local.clone()),
+        RunningMesh::Cluster => None,
     };
     Tools {
         prometheus: answering(prometheus.map(|url| Api::prometheus(&url))).await,
         alertmanager: answering(alertmanager.map(|url| Api::alertmanager(&url))).await,
+        traces: jaeger,
+        logs: Some(Arc::new(MeshLogs { local })),
         dashboards: panels::in_checkout(&workspace_root()),
         window,
     }
@@ -176,6 +197,24 @@ pub async fn find_tools(mesh: &RunningMesh, window: Option<Duration>) -> Tools {
 async fn answering(api: Option<Api>) -> Option<Api> {
     let api = api?;
     api.ready().await.then_some(api)
+}
+
+/// A trace's log lines, read as `cargo xtask logs --trace` reads them.
+pub struct MeshLogs {
+    /// `None`: the cluster's pods, through kubectl.
+    pub local: Option<LocalMesh>,
+}
+
+impl LogSource for MeshLogs {
+    fn services_logging<'a>(
+        &'a self,
+        trace_id: &'a str,
+    ) -> Pending<'a, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            crate::logs::sources_of_trace(self.local.as_ref(), trace_id)
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
 }
 
 /// The scenario's faults on the running mesh, through `scenario`'s own set-up (which

@@ -1,28 +1,57 @@
 //! `cargo xtask scenario NAME --verify`, driven through the library against the real
-//! mesh (`cargo xtask local`), a real Prometheus and a real Alertmanager: all four
-//! scenarios of the table verify, and a scenario whose fault is removed fails with a
-//! verdict table that names what was not seen. The test's Prometheus runs the
-//! repository's rules with every window 15 s and every `for:` 10 s, so that three
-//! phases of seconds can see an alert start and end.
+//! mesh (`cargo xtask local`), a real Prometheus, a real Alertmanager and the suite's
+//! real OTLP receiver as the trace source (no Jaeger here): all four scenarios of the
+//! table verify, and a scenario whose fault is removed fails with a verdict table that
+//! names what was not seen. The test's Prometheus runs the repository's rules with every
+//! window 15 s and every `for:` 10 s, so that three phases of seconds can see an alert
+//! start and end.
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use incidents::{Options, Phases, Status, Tools, panels, tools::Api};
+use incidents::{
+    Options, Phases, Span, Status, Tools, TraceSource, panels, tools::Api, traces::Pending,
+};
 use xtask::{
     mesh::RunningMesh,
     ports::{GATEWAY_URL, free_ports, service_ports},
     prometheus_config::{self, LocalPorts},
-    scenario::verify::verify_on,
+    scenario::verify::{MeshLogs, verify_on},
     workspace_root,
 };
 
 use crate::{
     prometheus::Running,
-    support::{serial, start_local, stop_local},
+    support::{TraceReceiver, serial, start_local, stop_local},
 };
+
+/// The suite's OTLP receiver as `--verify`'s trace source.
+struct Received(Arc<TraceReceiver>);
+
+impl TraceSource for Received {
+    fn describe(&self) -> String {
+        format!("the test's OTLP receiver at {}", self.0.endpoint)
+    }
+
+    fn trace<'a>(&'a self, trace_id: &'a str) -> Pending<'a, Result<Vec<Span>, String>> {
+        let spans = self
+            .0
+            .spans()
+            .into_iter()
+            .filter(|span| span.trace_id == trace_id)
+            .map(|span| Span {
+                service: span.service,
+                name: span.name,
+                error: span.error,
+                duration: span.duration,
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(spans)))
+    }
+}
 
 /// The rules' windows and the panels' in this test.
 const WINDOW: Duration = Duration::from_secs(15);
@@ -87,8 +116,9 @@ impl ShortRules {
         }
     }
 
-    /// The tools as `--verify` gets them, once both answer.
-    async fn tools(&self) -> Tools {
+    /// The tools as `--verify` gets them, once both answer; the traces from `receiver`,
+    /// the logs from the local mesh's files.
+    async fn tools(&self, receiver: Arc<TraceReceiver>, mesh: &RunningMesh) -> Tools {
         let prometheus = Api::prometheus(&format!("http://127.0.0.1:{}", self.ports.prometheus));
         let alertmanager =
             Api::alertmanager(&format!("http://127.0.0.1:{}", self.ports.alertmanager));
@@ -101,9 +131,16 @@ impl ShortRules {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let RunningMesh::Local(local) = mesh else {
+            panic!("the local mesh runs");
+        };
         Tools {
             prometheus: Some(prometheus),
             alertmanager: Some(alertmanager),
+            traces: Some(Arc::new(Received(receiver))),
+            logs: Some(Arc::new(MeshLogs {
+                local: Some(local.clone()),
+            })),
             dashboards: panels::in_checkout(&workspace_root()),
             window: Some(WINDOW),
         }
@@ -152,22 +189,22 @@ fn every_scenario_verifies_and_one_without_its_fault_fails_naming_what_was_not_s
     let _serial = serial();
     let dir = temp_dir("verify");
     let stack = ShortRules::start(&prometheus, &alertmanager, &dir);
-    let local = start_local(&[]);
+    let receiver = Arc::new(TraceReceiver::start());
+    let local = start_local(&["--otlp-endpoint", &receiver.endpoint]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(verify_all(&stack));
+    runtime.block_on(verify_all(&stack, receiver));
     stop_local(local);
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The four scenarios pass; `errors` without its fault fails, naming what was not seen.
-async fn verify_all(stack: &ShortRules) {
-    let tools = stack.tools().await;
+async fn verify_all(stack: &ShortRules, receiver: Arc<TraceReceiver>) {
     let mesh = RunningMesh::find(false);
-    assert!(matches!(mesh, RunningMesh::Local(_)), "the local mesh runs");
+    let tools = stack.tools(receiver, &mesh).await;
 
     for scenario in incidents::scenarios::all() {
         let verification = verify_on(&mesh, &scenario, &tools, &options())
@@ -176,12 +213,14 @@ async fn verify_all(stack: &ShortRules) {
         let table = verification.verdict_table();
         eprintln!("{table}");
         assert!(verification.passed, "{}:\n{table}", scenario.name);
+        // With every tool here and the windows short, nothing is left unchecked.
         assert!(
             verification
                 .verdicts
                 .iter()
-                .any(|v| v.status == Status::Pass),
-            "{table}"
+                .all(|v| v.status == Status::Pass),
+            "{}:\n{table}",
+            scenario.name
         );
         assert_eq!(verification.phases.len(), 3);
     }
@@ -199,6 +238,7 @@ async fn verify_all(stack: &ShortRules) {
         "panel service.json \"Error ratio\" A of payment-service >= 0.05",
         "annotation \"Fault active\" names payment-service",
         "alert ServiceHighErrorRatio{service_name=payment-service} pending or firing",
+        "exemplar of \"Latency p50 / p95 / p99\" -> trace with an ERROR payment-service span",
     ] {
         assert!(
             table
