@@ -25,10 +25,13 @@ pub struct Tools {
     /// `cargo xtask logs --trace`'s logic.
     pub logs: Option<Arc<dyn LogSource>>,
     pub dashboards: Dashboards,
-    /// Every panel query's range selectors this long instead of their own (short phases;
-    /// a test whose rules use short windows): also the window the table's
-    /// `window_secs` then stand for.
+    /// Every panel query's range selectors this long instead of their own (short
+    /// phases): also the window the table's `window_secs` of a panel, the annotation or
+    /// a trace then stand for.
     pub window: Option<Duration>,
+    /// The alert rules' windows, where Prometheus runs rules shortened to this (a test's
+    /// configuration); `None`: the repository's rules, whose windows the table states.
+    pub rule_window: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -180,7 +183,7 @@ where
 
 /// How long the signal behind an expectation remembers: the alert rule's own longest
 /// range (from Prometheus) for an alert that must have ended, else the table's window
-/// (shortened by `tools.window`).
+/// (shortened by `tools.window` for the panels, `tools.rule_window` for the alerts).
 async fn window_behind(tools: &Tools, expectation: &Expectation) -> Duration {
     if let (Expect::AlertInactive { alert, .. }, Phase::Recovery, Some(prometheus)) =
         (&expectation.expect, expectation.phase, &tools.prometheus)
@@ -193,7 +196,13 @@ async fn window_behind(tools: &Tools, expectation: &Expectation) -> Duration {
             .unwrap_or_default();
     }
     let table = Duration::from_secs(expectation.window_secs);
-    tools.window.map_or(table, |window| window.min(table))
+    let shortened = match expectation.expect {
+        Expect::AlertActive { .. } | Expect::AlertInactive { .. } => tools.rule_window,
+        Expect::Panel { .. } | Expect::FaultAnnotation { .. } | Expect::Trace { .. } => {
+            tools.window
+        }
+    };
+    shortened.map_or(table, |window| window.min(table))
 }
 
 /// One look.

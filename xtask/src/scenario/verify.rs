@@ -49,7 +49,7 @@ pub struct VerifyArgs {
     pub recovery: Duration,
 
     /// With --verify: evaluate the panels' queries over this window instead of their own
-    /// `[1m]`/`[5m]` (for short phases), and take it as the rules' window
+    /// `[1m]`/`[5m]` (for short phases); the alerts keep their rules' windows
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "verify")]
     pub window: Option<Duration>,
 
@@ -191,6 +191,8 @@ pub async fn find_tools(mesh: &RunningMesh, window: Option<Duration>) -> Tools {
         logs: Some(Arc::new(MeshLogs { local })),
         dashboards: panels::in_checkout(&workspace_root()),
         window,
+        // The mesh's Prometheus runs the repository's rules.
+        rule_window: None,
     }
 }
 

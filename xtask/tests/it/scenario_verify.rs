@@ -143,6 +143,7 @@ impl ShortRules {
             })),
             dashboards: panels::in_checkout(&workspace_root()),
             window: Some(WINDOW),
+            rule_window: Some(WINDOW),
         }
     }
 }
