@@ -1,7 +1,8 @@
 //! `cargo xtask codegen`: the cluster's files that follow from the topology
 //! (`services/mock-service/topology.yaml`), written from it so that they never drift:
 //! each service's Deployment and Service, the NetworkPolicies of namespace `services`,
-//! the kustomization that lists the service files, and the list the Tiltfile reads.
+//! the kustomization that lists the service files, and the list the Tiltfile reads; and,
+//! from `incidents`' table, the scenarios the Tiltfile makes buttons of.
 //! The generated files are committed; `--check` (and a test) fails when one is stale.
 
 use std::{
@@ -14,7 +15,9 @@ use anyhow::Context as _;
 use clap::Args;
 use contract::topology::{Service, Topology};
 
-use crate::paths::{SERVICES_MANIFESTS, SERVICES_POLICIES, TILT_SERVICES, TOPOLOGY};
+use crate::paths::{
+    SERVICES_MANIFESTS, SERVICES_POLICIES, TILT_SCENARIOS, TILT_SERVICES, TOPOLOGY,
+};
 
 /// The first line of every generated YAML file; a file under [`SERVICES_MANIFESTS`] that starts
 /// with it and is no longer generated is removed.
@@ -28,6 +31,8 @@ Writes, from services/mock-service/topology.yaml:
   manifests/base/services/kustomization.yaml     the list of those files
   manifests/base/network-policies-services.yaml  each service admits exactly its callers
   manifests/services.json                        the services the Tiltfile makes resources of
+and, from incidents/src/scenarios.rs (the scenarios' table):
+  manifests/scenarios.json                       the scenarios the Tiltfile makes buttons of
 
 Examples:
   cargo xtask codegen           # after editing topology.yaml: add, remove, rewire a service
@@ -85,6 +90,10 @@ pub fn generate(root: &Path) -> anyhow::Result<Vec<Generated>> {
     files.push(Generated {
         path: TILT_SERVICES.into(),
         text: tilt_services(&topology)?,
+    });
+    files.push(Generated {
+        path: TILT_SCENARIOS.into(),
+        text: tilt_scenarios()?,
     });
     Ok(files)
 }
@@ -454,6 +463,34 @@ fn tilt_services(topology: &Topology) -> anyhow::Result<String> {
         services: topology.service_names(),
     };
     let mut text = serde_json::to_string_pretty(&list).context("serialising the service list")?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The Tiltfile's scenario buttons (`read_json`): each scenario's name and summary, in
+/// the table's order.
+fn tilt_scenarios() -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Button {
+        name: &'static str,
+        summary: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct TiltScenarios {
+        generated: &'static str,
+        scenarios: Vec<Button>,
+    }
+    let list = TiltScenarios {
+        generated: "by cargo xtask codegen from incidents/src/scenarios.rs; do not edit",
+        scenarios: incidents::scenarios::all()
+            .into_iter()
+            .map(|scenario| Button {
+                name: scenario.name,
+                summary: scenario.summary,
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&list).context("serialising the scenario list")?;
     text.push('\n');
     Ok(text)
 }

@@ -52,7 +52,8 @@ pub enum Command {
     Smoke(smoke::SmokeArgs),
     /// Lint the Grafana dashboards and reload them in the running Grafana (local or kind)
     Dashboards(dashboards::DashboardsArgs),
-    /// Run a demo scenario (normal, spike, errors, degradation): faults, traffic, what to watch
+    /// Run a demo scenario (normal, spike, errors, degradation): faults, traffic, what to
+    /// watch
     Scenario(scenario::ScenarioArgs),
     /// Inject or clear faults (latency, errors, an unreachable dependency) in a service
     Chaos(chaos::ChaosArgs),

@@ -119,13 +119,7 @@ impl LogsArgs {
             bail!("no log files in target/local/logs for that; has `cargo xtask local` run?");
         }
         let since = self.since.map(|d| SystemTime::now() - d);
-        let mut lines = Vec::new();
-        for (name, file) in &files {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            lines.extend(text.lines().map(|line| parse(name, line)));
-        }
-        print_selected(lines, since, self.trace.as_deref());
+        print_selected(read_files(&files)?, since, self.trace.as_deref());
         if self.follow {
             follow_files(&files).await?;
         }
@@ -162,14 +156,66 @@ impl LogsArgs {
             args.push("--follow".to_owned());
             return follow_kubectl(&args).await;
         }
-        let output = kubectl("reading the pods' logs", &args).read()?;
-        let lines = output.lines().map(|line| {
-            let (pod, text) = split_kubectl_prefix(line);
-            parse(pod, text)
-        });
-        print_selected(lines.collect(), None, self.trace.as_deref());
+        print_selected(read_kubectl(&args)?, None, self.trace.as_deref());
         Ok(())
     }
+}
+
+/// Every line of these files, each of its source.
+fn read_files(files: &[(String, PathBuf)]) -> anyhow::Result<Vec<Line>> {
+    let mut lines = Vec::new();
+    for (name, file) in files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        lines.extend(text.lines().map(|line| parse(name, line)));
+    }
+    Ok(lines)
+}
+
+/// Every line `kubectl logs ARGS --prefix` prints, each of its pod.
+fn read_kubectl(args: &[String]) -> anyhow::Result<Vec<Line>> {
+    let output = kubectl("reading the pods' logs", args).read()?;
+    Ok(output
+        .lines()
+        .map(|line| {
+            let (pod, text) = split_kubectl_prefix(line);
+            parse(pod, text)
+        })
+        .collect())
+}
+
+/// Who logged a line of `trace_id`, as `cargo xtask logs --trace` finds them (for
+/// `scenario --verify`): the local mesh's services, or the cluster's pods (named after
+/// their service), each once.
+pub fn sources_of_trace(local: Option<&LocalMesh>, trace_id: &str) -> anyhow::Result<Vec<String>> {
+    let lines = match local {
+        Some(mesh) => {
+            let files: Vec<(String, PathBuf)> = mesh
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), log_file(&s.name)))
+                .filter(|(_, file)| file.exists())
+                .collect();
+            read_files(&files)?
+        }
+        None => read_kubectl(&[
+            "-n".to_owned(),
+            SERVICES_NAMESPACE.to_owned(),
+            "logs".to_owned(),
+            "--selector".to_owned(),
+            "app.kubernetes.io/part-of=observability-playground".to_owned(),
+            "--prefix".to_owned(),
+            "--max-log-requests=50".to_owned(),
+            "--tail=-1".to_owned(),
+        ])?,
+    };
+    let mut sources: Vec<String> = select(lines, None, Some(trace_id))
+        .into_iter()
+        .map(|line| line.source)
+        .collect();
+    sources.sort();
+    sources.dedup();
+    Ok(sources)
 }
 
 /// `kubectl logs --follow`: its lines printed as they come, its errors passed on, until

@@ -100,6 +100,8 @@ pub const SERVICES_MANIFESTS: &str = "manifests/base/services";
 pub const SERVICES_POLICIES: &str = "manifests/base/network-policies-services.yaml";
 /// Generated: the services the Tiltfile makes resources of.
 pub const TILT_SERVICES: &str = "manifests/services.json";
+/// The scenarios the Tiltfile makes buttons of (`read_json`), from `incidents`' table.
+pub const TILT_SCENARIOS: &str = "manifests/scenarios.json";
 
 #[cfg(test)]
 mod tests {

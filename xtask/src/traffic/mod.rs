@@ -18,13 +18,13 @@ use crate::ports::GATEWAY_URL as GATEWAY;
 Examples:
   cargo xtask traffic --duration 600                 # the default mix, 5 users, 10 minutes
   DURATION=0 CONCURRENT_USERS=10 cargo xtask traffic # until Ctrl+C, as generate-traffic.sh
-  cargo xtask traffic --scenario spike               # a burst of 200 concurrent actions
+  cargo xtask traffic --preset spike                 # a burst of 200 concurrent actions
   cargo xtask traffic --mix data=1 --think 0 --users 64 --duration 10   # maximum load
   cargo xtask traffic --rate 200 --duration 60 --slo 'p99<2500ms,errors<1%' --json run.json
   cargo xtask traffic --rate 1000 --max-connections 400 --duration 30   # more connections")]
 pub struct TrafficArgs {
     // `Default` is for callers (`cargo xtask scenario`) that set a few fields; the
-    // command line's defaults are in each `#[arg]`, and in `Scenario::preset`.
+    // command line's defaults are in each `#[arg]`, and in `Preset::plan`.
     /// How long to run, in seconds; 0 runs until Ctrl+C [default: 300]
     #[arg(long, env = "DURATION", value_name = "SECS")]
     pub duration: Option<u64>,
@@ -88,9 +88,10 @@ pub struct TrafficArgs {
     #[arg(long, value_name = "p99<500ms,errors<1%")]
     pub slo: Option<Slo>,
 
-    /// A demo scenario's traffic, as a preset (explicit flags still win)
-    #[arg(long, value_enum)]
-    pub scenario: Option<Scenario>,
+    /// A traffic preset (explicit flags still win); `--scenario` is its old name. The
+    /// faults of a demo are `cargo xtask scenario`'s
+    #[arg(long, value_enum, alias = "scenario")]
+    pub preset: Option<Preset>,
 
     /// List the N slowest answered requests at the end, each with its trace id, to find
     /// its logs (`cargo xtask logs --trace ID`) and its trace in Jaeger; 0 lists none.
@@ -117,7 +118,7 @@ impl Default for TrafficArgs {
             requests: None,
             json: None,
             slo: None,
-            scenario: None,
+            preset: None,
             slowest: None,
         }
     }
@@ -129,9 +130,10 @@ pub enum ChaosMode {
     Random,
 }
 
-/// The guide's four demo scenarios.
+/// The traffic of the guide's four demos: what is sent, never a fault (the demos
+/// themselves, with their faults, are `incidents`' table, run by `cargo xtask scenario`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scenario {
+pub enum Preset {
     /// Steady moderate traffic: 5 users for 3 minutes, the default mix
     Normal,
     /// A burst: 200 concurrent POST /api/action, as fast as they answer
@@ -142,17 +144,17 @@ pub enum Scenario {
     Degradation,
 }
 
-impl Scenario {
-    /// What the guide's scenario sends; no scenario is the guide's `generate-traffic.sh`.
-    fn preset(scenario: Option<Scenario>) -> Plan {
+impl Preset {
+    /// What the preset sends; no preset is the guide's `generate-traffic.sh`.
+    pub fn plan(preset: Option<Preset>) -> Plan {
         let guide = Plan::default();
-        match scenario {
-            None | Some(Scenario::Degradation) => guide,
-            Some(Scenario::Normal) => Plan {
+        match preset {
+            None | Some(Preset::Degradation) => guide,
+            Some(Preset::Normal) => Plan {
                 duration: Some(Duration::from_secs(180)),
                 ..guide
             },
-            Some(Scenario::Spike) => Plan {
+            Some(Preset::Spike) => Plan {
                 duration: Some(Duration::from_secs(120)),
                 users: 200,
                 mix: Mix::only(Endpoint::Action),
@@ -160,7 +162,7 @@ impl Scenario {
                 requests: Some(200),
                 ..guide
             },
-            Some(Scenario::Errors) => Plan {
+            Some(Preset::Errors) => Plan {
                 duration: Some(Duration::from_secs(120)),
                 users: 1,
                 mix: Mix::only(Endpoint::Error),
@@ -173,9 +175,9 @@ impl Scenario {
 }
 
 impl TrafficArgs {
-    /// The run the flags ask for: the scenario's preset, each flag given overriding it.
+    /// The run the flags ask for: the preset, each flag given overriding it.
     pub fn settings(&self) -> Plan {
-        let preset = Scenario::preset(self.scenario);
+        let preset = Preset::plan(self.preset);
         let users = self.users.unwrap_or(preset.users);
         Plan {
             duration: match self.duration {
@@ -221,7 +223,7 @@ impl TrafficArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let plan = self.settings();
         self.check(&plan)?;
-        if self.scenario == Some(Scenario::Degradation) {
+        if self.preset == Some(Preset::Degradation) {
             eprintln!("{DEGRADATION_HOWTO}");
         }
         let reachable = loadgen::preflight(&self.target)
@@ -290,7 +292,7 @@ fn explain_preflight(error: PreflightError) -> anyhow::Error {
 }
 
 const DEGRADATION_HOWTO: &str = "\
-Scenario 4, service degradation: this runs the traffic only. For the whole scenario (the
+Preset degradation: this runs the traffic only. For the whole scenario (the
 fault, the traffic, the clean-up) run `cargo xtask scenario degradation`, or degrade
 inventory-service yourself meanwhile:
   cargo xtask chaos inventory-service --latency 200ms..800ms --for 5m";

@@ -4,7 +4,7 @@
 use clap::{CommandFactory as _, Parser as _};
 use xtask::{
     Cli, Command,
-    traffic::{Scenario, Think},
+    traffic::{Preset, Think},
 };
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -38,7 +38,7 @@ fn bad_values_name_their_flag() {
             &["traffic", "--target", "https://localhost:30080"],
             "--target",
         ),
-        (&["traffic", "--scenario", "sideways"], "--scenario"),
+        (&["traffic", "--preset", "sideways"], "--preset"),
         (&["smoke", "--colour"], "--colour"),
         (&["bench", "--connections", "0"], "--connections"),
         (&["bench", "--duration", "0"], "--duration"),
@@ -92,9 +92,14 @@ fn the_defaults_are_the_documented_ones() {
 }
 
 #[test]
-fn scenarios_are_presets_that_explicit_flags_override() {
-    let spike = traffic(&["--scenario", "spike"]);
-    assert_eq!(spike.scenario, Some(Scenario::Spike));
+fn presets_are_plans_that_explicit_flags_override() {
+    let spike = traffic(&["--preset", "spike"]);
+    assert_eq!(spike.preset, Some(Preset::Spike));
+    // `--scenario` is the preset's old name, kept working.
+    assert_eq!(
+        traffic(&["--scenario", "spike"]).preset,
+        Some(Preset::Spike)
+    );
     let settings = spike.settings();
     assert_eq!(
         (settings.users, settings.requests, settings.think),
@@ -102,15 +107,34 @@ fn scenarios_are_presets_that_explicit_flags_override() {
     );
     assert_eq!(settings.mix, "action=1".parse().expect("mix"));
 
-    let errors = traffic(&["--scenario", "errors"]).settings();
+    let errors = traffic(&["--preset", "errors"]).settings();
     assert_eq!((errors.users, errors.requests), (1, Some(100)));
     assert_eq!(errors.mix, "error=1".parse().expect("mix"));
 
-    let normal = traffic(&["--scenario", "normal", "--users", "9"]).settings();
+    let normal = traffic(&["--preset", "normal", "--users", "9"]).settings();
     assert_eq!(
         (normal.users, normal.duration.map(|d| d.as_secs())),
         (9, Some(180))
     );
+}
+
+/// Every scenario of `incidents`' table is a `scenario` command line and names a traffic
+/// preset that exists; the command's help lists each one.
+#[test]
+fn every_scenario_of_the_table_is_a_command_with_a_preset() {
+    let help = parse(&["scenario", "--help"])
+        .expect_err("--help stops parsing")
+        .to_string();
+    for scenario in incidents::scenarios::all() {
+        xtask::scenario::preset(&scenario).expect("the preset exists");
+        parse(&["scenario", scenario.name]).expect("a scenario command");
+        assert!(help.contains(scenario.summary), "{help}");
+    }
+    let broken = incidents::Scenario {
+        preset: "sideways",
+        ..incidents::scenarios::all().remove(0)
+    };
+    assert!(xtask::scenario::preset(&broken).is_err());
 }
 
 #[test]

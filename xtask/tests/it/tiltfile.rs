@@ -414,32 +414,38 @@ fn parses_as_xtask(cmd: &str) -> Result<xtask::Cli, clap::Error> {
     )
 }
 
-/// Next to `smoke` and `traffic`: a button per scenario of `cargo xtask scenario` and one
-/// that clears every fault, all acting on the cluster, manual, and waiting for the mesh.
+/// Next to `smoke` and `traffic`: a button per scenario of `cargo xtask scenario`, one
+/// that verifies each, and one that clears every fault, all acting on the cluster,
+/// manual, and waiting for the mesh.
 #[test]
 fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic() {
-    use clap::ValueEnum as _;
     let plan = Plan::load();
     let smoke_labels = strings(plan.local_resource("smoke"), "labels");
     assert_eq!(
         smoke_labels,
         strings(plan.local_resource("traffic"), "labels")
     );
-    let mut buttons: Vec<(String, String)> = xtask::traffic::Scenario::value_variants()
-        .iter()
-        .map(|scenario| {
-            let name = scenario
-                .to_possible_value()
-                .expect("a named scenario")
-                .get_name()
-                .to_owned();
-            (
-                format!("scenario-{name}"),
-                format!("cargo xtask scenario {name} --cluster"),
-            )
+    // The buttons are the table's scenarios, through the generated list.
+    let mut buttons: Vec<(String, String)> = incidents::scenarios::names()
+        .into_iter()
+        .flat_map(|name| {
+            [
+                (
+                    format!("scenario-{name}"),
+                    format!("cargo xtask scenario {name} --cluster"),
+                ),
+                (
+                    format!("verify-{name}"),
+                    format!("cargo xtask scenario {name} --verify --cluster"),
+                ),
+            ]
         })
         .collect();
-    assert_eq!(buttons.len(), 4, "the four demo scenarios: {buttons:?}");
+    assert_eq!(
+        buttons.len(),
+        8,
+        "the four scenarios, run and verified: {buttons:?}"
+    );
     buttons.push((
         "clear-faults".to_owned(),
         "cargo xtask chaos all --clear --cluster".to_owned(),
@@ -485,8 +491,9 @@ fn evaluation_error(text: &str) -> String {
     }
 }
 
-/// The services come from the file codegen writes, read as Tilt's `read_json` reads it:
-/// relative to the Tiltfile, an error when missing unless a default is given.
+/// The services and the scenarios come from the files codegen writes, read as Tilt's
+/// `read_json` reads them: relative to the Tiltfile, an error when missing unless a
+/// default is given.
 #[test]
 fn the_services_are_read_from_the_generated_list() {
     let plan = Plan::load();
@@ -495,10 +502,17 @@ fn the_services_are_read_from_the_generated_list() {
         .into_iter()
         .map(|a| str_of(a, "path"))
         .collect();
-    assert_eq!(read, [xtask::paths::TILT_SERVICES]);
+    assert_eq!(
+        read,
+        [xtask::paths::TILT_SERVICES, xtask::paths::TILT_SCENARIOS]
+    );
     assert!(
         !tiltfile_text().contains("'notification-service'"),
         "the Tiltfile lists services by hand again"
+    );
+    assert!(
+        !tiltfile_text().contains("'degradation'"),
+        "the Tiltfile lists scenarios by hand again"
     );
     let missing = evaluation_error("read_json('no-such.json')");
     assert!(missing.contains("no-such.json"), "{missing}");

@@ -1,7 +1,7 @@
 //! A real OTLP/gRPC trace receiver for the tests (tonic's server of the OTLP trace
 //! service, on 127.0.0.1): what the services export is kept and can be read back.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::Duration};
 
 /// One span a [`TraceReceiver`] got.
 #[derive(Clone, Debug)]
@@ -11,6 +11,9 @@ pub struct ReceivedSpan {
     /// The resource's `service.name`.
     pub service: String,
     pub name: String,
+    /// Its status is ERROR.
+    pub error: bool,
+    pub duration: Duration,
 }
 
 /// A real OTLP/gRPC trace receiver on 127.0.0.1 (tonic, in a thread of its own) that
@@ -56,10 +59,17 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
                 })
                 .unwrap_or_default();
             for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                // OTLP's StatusCode: 2 is ERROR.
+                let error = span.status.as_ref().is_some_and(|status| status.code == 2);
+                let nanos = span
+                    .end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano);
                 kept.push(ReceivedSpan {
                     trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
                     service: service.clone(),
                     name: span.name,
+                    error,
+                    duration: Duration::from_nanos(nanos),
                 });
             }
         }
