@@ -367,29 +367,9 @@ async fn trace_once(
     else {
         return ((Status::Fail, "not a trace expectation".to_owned()), None);
     };
-    let Some(prometheus) = &tools.prometheus else {
-        return (
-            (Status::NotChecked, "not checked: no Prometheus".to_owned()),
-            None,
-        );
-    };
-    let ids = match exemplars(
-        prometheus,
-        tools,
-        (dashboard, panel, ref_id),
-        service,
-        since,
-    )
-    .await
-    {
-        Ok(ids) if ids.is_empty() => {
-            return (
-                (Status::Fail, "no exemplar from the phase".to_owned()),
-                None,
-            );
-        }
+    let ids = match phase_exemplars(tools, (dashboard, panel, ref_id), service, since).await {
         Ok(ids) => ids,
-        Err(error) => return ((Status::Fail, error), None),
+        Err(verdict) => return (verdict, None),
     };
     let newest = ids.first().cloned();
     let Some(source) = &tools.traces else {
@@ -417,6 +397,24 @@ async fn trace_once(
         source.describe()
     );
     ((Status::Pass, seen), Some(id))
+}
+
+/// The trace ids of the phase's exemplars on the panel's query, newest first; or the
+/// verdict when there is none to read (no Prometheus, no exemplar, an error).
+async fn phase_exemplars(
+    tools: &Tools,
+    panel: (&str, &str, &str),
+    service: &str,
+    since: SystemTime,
+) -> Result<Vec<String>, (Status, String)> {
+    let Some(prometheus) = &tools.prometheus else {
+        return Err((Status::NotChecked, "not checked: no Prometheus".to_owned()));
+    };
+    match exemplars(prometheus, tools, panel, service, since).await {
+        Ok(ids) if ids.is_empty() => Err((Status::Fail, "no exemplar from the phase".to_owned())),
+        Ok(ids) => Ok(ids),
+        Err(error) => Err((Status::Fail, error)),
+    }
 }
 
 /// How many of the newest exemplars' traces are read at most.
