@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use contract::admin::{self, FaultRejection, FaultSpec, FaultStatus, Latency};
+use clap::{Arg, ArgMatches, error::ErrorKind};
+use contract::admin::{self, FaultKind, FaultRejection, FaultSpec, FaultStatus};
 
 use loadgen::parse_duration;
 
@@ -31,21 +32,13 @@ pub struct ChaosArgs {
     #[arg(value_name = "SERVICE|all|status")]
     pub service: String,
 
-    /// Added latency: a duration (300ms) or a range (100ms..800ms)
-    #[arg(long, value_name = "PAUSE", value_parser = parse_latency)]
-    pub latency: Option<Latency>,
-
-    /// Share of requests answered with an error, 0 to 1
-    #[arg(long, value_name = "RATIO", value_parser = parse_ratio)]
-    pub error_rate: Option<f64>,
+    /// One flag per kind of fault (--latency, --error-rate, ...: the contract's list)
+    #[command(flatten)]
+    pub kinds: KindFlags,
 
     /// The status code of those errors [default: 500]
     #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..=599))]
     pub status: Option<u16>,
-
-    /// Treat this dependency as unreachable (its calls fail as in an outage)
-    #[arg(long, value_name = "SERVICE")]
-    pub unreachable: Option<String>,
 
     /// Only this route: /api/data, /api/action, /api/slow or /api/error
     #[arg(long, value_name = "PATH")]
@@ -56,7 +49,8 @@ pub struct ChaosArgs {
     pub for_: Option<Duration>,
 
     /// Remove the service's fault
-    #[arg(long, conflicts_with_all = ["latency", "error_rate", "status", "unreachable", "route", "for_"])]
+    // Each kind's flag (`KindFlags`) declares its conflict with this one itself.
+    #[arg(long, conflicts_with_all = ["status", "route", "for_"])]
     pub clear: bool,
 
     /// Act on the kind cluster's pods even if a local mesh is running
@@ -88,27 +82,33 @@ impl ChaosArgs {
             return Ok(());
         }
         mesh.check_service(&self.service)?;
+        let service = self.service.clone();
         let spec = if self.clear {
             None
         } else {
-            let spec = FaultSpec {
-                latency_ms: self.latency,
-                error_rate: self.error_rate,
-                error_status: self.status,
-                unreachable: self.unreachable,
-                route: self.route,
-                for_seconds: self.for_.map(|d| d.as_secs().max(1)),
-            };
-            if spec.latency_ms.is_none() && spec.error_rate.is_none() && spec.unreachable.is_none()
-            {
-                bail!("say what to break: --latency, --error-rate or --unreachable (or --clear)");
-            }
-            Some(spec)
+            Some(self.fault()?)
         };
-        for line in apply(&mesh, &self.service, spec.as_ref()).await? {
+        for line in apply(&mesh, &service, spec.as_ref()).await? {
             println!("{line}");
         }
         Ok(())
+    }
+
+    /// The fault the flags ask for: at least one kind, and the options.
+    fn fault(self) -> anyhow::Result<FaultSpec> {
+        let spec = FaultSpec {
+            error_status: self.status,
+            route: self.route,
+            for_seconds: self.for_.map(|d| d.as_secs().max(1)),
+            ..self.kinds.0
+        };
+        if spec.kinds().next().is_none() {
+            bail!(
+                "say what to break: give at least one of {} (or --clear)",
+                FaultKind::list(|about| format!("--{}", about.flag))
+            );
+        }
+        Ok(spec)
     }
 }
 
@@ -238,27 +238,16 @@ fn refusal(body: &str) -> String {
     }
 }
 
-/// "latency 300 ms, errors 20% (503), for 118 s more" or "no fault".
+/// "latency 300 ms, errors 20% (503), for 118 s more" or "no fault": each kind in force
+/// as the contract's list describes it, then the options.
 fn describe(status: &FaultStatus) -> String {
     let Some(fault) = &status.fault else {
         return "no fault".into();
     };
-    let mut parts = Vec::new();
-    match fault.latency_ms {
-        Some(Latency::Fixed(ms)) => parts.push(format!("latency {ms} ms")),
-        Some(Latency::Between([low, high])) => parts.push(format!("latency {low}..{high} ms")),
-        None => {}
-    }
-    if let Some(rate) = fault.error_rate {
-        parts.push(format!(
-            "errors {:.0}% ({})",
-            rate * 100.0,
-            fault.error_status.unwrap_or(500)
-        ));
-    }
-    if let Some(dependency) = &fault.unreachable {
-        parts.push(format!("{dependency} unreachable"));
-    }
+    let mut parts: Vec<String> = FaultKind::ALL
+        .into_iter()
+        .filter_map(|kind| kind.describe(fault))
+        .collect();
     if let Some(route) = &fault.route {
         parts.push(format!("on {route} only"));
     }
@@ -269,32 +258,248 @@ fn describe(status: &FaultStatus) -> String {
     parts.join(", ")
 }
 
-/// The flag that sets an admin API field, for error messages.
+/// The flag that sets an admin API field, for error messages: a kind's flag from the
+/// contract's list, or one of the options of [`ChaosArgs`].
 fn flag_of(field: &str) -> &str {
-    match field {
-        "latency_ms" => "latency",
-        "error_rate" => "error-rate",
-        "error_status" => "status",
-        "for_seconds" => "for",
-        other => other,
+    match FaultKind::from_field(field) {
+        Some(kind) => kind.about().flag,
+        None => match field {
+            "error_status" => "status",
+            "for_seconds" => "for",
+            other => other,
+        },
     }
 }
 
-fn parse_latency(text: &str) -> anyhow::Result<Latency> {
-    let ms = |t: &str| parse_duration(t).map(|d| d.as_millis() as u64);
-    match text.split_once("..") {
-        Some((low, high)) => Ok(Latency::Between([ms(low)?, ms(high)?])),
-        None => Ok(Latency::Fixed(ms(text)?)),
+/// The flags of the kinds of fault, one per [`FaultKind`], made from the contract's list
+/// (name, value, help); what they set is the kinds' part of the [`FaultSpec`] to send.
+#[derive(Clone, Debug, Default)]
+pub struct KindFlags(pub FaultSpec);
+
+impl clap::Args for KindFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        FaultKind::ALL
+            .into_iter()
+            .fold(command, |command, kind| command.arg(kind_flag(kind)))
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }
 
-fn parse_ratio(text: &str) -> anyhow::Result<f64> {
-    let ratio: f64 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("`{text}` is not a number"))?;
-    if !(0.0..=1.0).contains(&ratio) {
-        bail!("{ratio} is not between 0 and 1 (0.2 means 20% of requests)");
+impl clap::FromArgMatches for KindFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = KindFlags::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
     }
-    Ok(ratio)
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for kind in FaultKind::ALL {
+            if let Some(value) = matches.get_one::<String>(kind.about().field) {
+                kind.set_from_flag(&mut self.0, value)
+                    .map_err(|reason| clap::Error::raw(ErrorKind::ValueValidation, reason))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--latency <PAUSE>` and the like: its value checked as the kind reads it, so a bad
+/// one is refused by clap, naming the flag.
+fn kind_flag(kind: FaultKind) -> Arg {
+    let about = kind.about();
+    Arg::new(about.field)
+        .long(about.flag)
+        .value_name(about.value_name)
+        .help(kind.help())
+        .value_parser(move |value: &str| {
+            kind.set_from_flag(&mut FaultSpec::default(), value)
+                .map(|()| value.to_owned())
+        })
+        .conflicts_with("clear")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+    use contract::admin::Latency;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn chaos(args: &[&str]) -> Result<ChaosArgs, clap::Error> {
+        let line = ["cargo xtask", "chaos", "inventory-service"];
+        match Cli::try_parse_from(line.iter().chain(args)).map(|cli| cli.command) {
+            Ok(Command::Chaos(chaos)) => Ok(chaos),
+            Ok(other) => panic!("not chaos: {other:?}"),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn status(fault: Option<FaultSpec>, seconds_left: Option<u64>) -> FaultStatus {
+        FaultStatus {
+            service: "inventory-service".into(),
+            fault,
+            seconds_left,
+        }
+    }
+
+    #[test]
+    fn describe_says_no_fault_when_there_is_none() {
+        assert_eq!(describe(&status(None, None)), "no fault");
+    }
+
+    #[test]
+    fn describe_names_each_kind_alone() {
+        for (json, described) in [
+            (r#"{"latency_ms": 300}"#, "latency 300 ms, until cleared"),
+            (
+                r#"{"latency_ms": [100, 800]}"#,
+                "latency 100..800 ms, until cleared",
+            ),
+            (r#"{"error_rate": 0.2}"#, "errors 20% (500), until cleared"),
+            (
+                r#"{"error_rate": 0.05, "error_status": 503}"#,
+                "errors 5% (503), until cleared",
+            ),
+            (
+                r#"{"unreachable": "inventory-service"}"#,
+                "inventory-service unreachable, until cleared",
+            ),
+        ] {
+            let fault = serde_json::from_str(json).expect("a fault");
+            assert_eq!(describe(&status(Some(fault), None)), described, "{json}");
+        }
+        // And every kind of the list, from its flag's example: it is described.
+        for kind in FaultKind::ALL {
+            let mut fault = FaultSpec::default();
+            kind.set_from_flag(&mut fault, kind.about().example)
+                .expect("the example is valid");
+            let described = describe(&status(Some(fault.clone()), None));
+            let own = kind.describe(&fault).expect("a description");
+            assert_eq!(described, format!("{own}, until cleared"), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn describe_joins_several_kinds_and_the_options() {
+        let body = r#"{"service": "inventory-service",
+            "fault": {"latency_ms": [100, 800], "error_rate": 0.25, "error_status": 503,
+                      "unreachable": "audit-service", "route": "/api/data", "for_seconds": 120},
+            "seconds_left": 118}"#;
+        let now: FaultStatus = serde_json::from_str(body).expect("a status");
+        assert_eq!(
+            describe(&now),
+            "latency 100..800 ms, errors 25% (503), audit-service unreachable, \
+             on /api/data only, for 118 s more"
+        );
+    }
+
+    #[test]
+    fn every_kind_has_a_flag_in_the_help_that_clap_accepts() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("chaos")
+            .expect("chaos")
+            .render_help()
+            .to_string();
+        let mut all = Vec::new();
+        for kind in FaultKind::ALL {
+            let about = kind.about();
+            let flag = format!("--{}", about.flag);
+            assert!(
+                help.contains(&format!("{flag} <{}>", about.value_name)),
+                "{flag} not in:\n{help}"
+            );
+            let args = chaos(&[&flag, about.example]).unwrap_or_else(|e| panic!("{flag}: {e}"));
+            let fault = args.fault().expect("a fault");
+            assert_eq!(fault.kinds().collect::<Vec<_>>(), [kind], "{flag}");
+            assert_eq!(flag_of(about.field), about.flag);
+            let clear = chaos(&["--clear", &flag, about.example]).expect_err("conflicts");
+            assert_eq!(
+                clear.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag}"
+            );
+            all.extend([flag, about.example.to_owned()]);
+        }
+        let every: Vec<&str> = all.iter().map(String::as_str).collect();
+        let fault = chaos(&every).expect("every kind at once").fault();
+        assert_eq!(
+            fault.expect("a fault").kinds().collect::<Vec<_>>(),
+            FaultKind::ALL
+        );
+    }
+
+    #[test]
+    fn the_flags_set_the_fields_of_the_admin_api() {
+        let args = chaos(&[
+            "--latency",
+            "100ms..800ms",
+            "--error-rate",
+            "0.5",
+            "--status",
+            "503",
+            "--route",
+            "/api/data",
+            "--for",
+            "2m",
+        ]);
+        let fault = args.expect("parses").fault().expect("a fault");
+        assert_eq!(
+            fault,
+            FaultSpec {
+                latency_ms: Some(Latency::Between([100, 800])),
+                error_rate: Some(0.5),
+                error_status: Some(503),
+                unreachable: None,
+                route: Some("/api/data".into()),
+                for_seconds: Some(120),
+            }
+        );
+        assert_eq!(flag_of("error_status"), "status");
+        assert_eq!(flag_of("for_seconds"), "for");
+        assert_eq!(flag_of("route"), "route");
+    }
+
+    #[test]
+    fn a_fault_without_a_kind_names_every_kind_flag() {
+        let error = chaos(&["--status", "503"]).expect("parses").fault();
+        assert_eq!(
+            error.expect_err("no kind").to_string(),
+            "say what to break: give at least one of --latency, --error-rate, --unreachable \
+             (or --clear)"
+        );
+    }
+
+    #[test]
+    fn a_bad_kind_value_is_refused_naming_its_flag_and_why() {
+        for (flag, value, why) in [
+            (
+                "--latency",
+                "soon",
+                "`soon` is not a duration like 250ms, 2s or 1m",
+            ),
+            ("--latency", "800ms..100ms", "[800, 100] must be [min, max]"),
+            ("--error-rate", "2", "2 is not between 0 and 1"),
+            ("--unreachable", "", "name the dependency"),
+        ] {
+            let error = chaos(&[flag, value]).expect_err(flag).to_string();
+            assert!(
+                error.contains(flag) && error.contains(why),
+                "{flag} {value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_flag_of_the_field() {
+        let body =
+            r#"{"error":"invalid fault","field":"error_rate","reason":"2 is not between 0 and 1"}"#;
+        assert_eq!(refusal(body), "--error-rate: 2 is not between 0 and 1");
+        let body = r#"{"error":"invalid fault","field":null,"reason":"unknown field"}"#;
+        assert_eq!(refusal(body), "unknown field");
+    }
 }

@@ -17,7 +17,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use contract::admin::{self, FaultRejection, FaultSpec, FaultStatus, Invalid, Latency};
+use contract::admin::{
+    self, DEFAULT_ERROR_STATUS, FaultKind, FaultRejection, FaultSpec, FaultStatus, Invalid, Latency,
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
@@ -35,35 +37,9 @@ fn pick(latency: Latency) -> Duration {
     })
 }
 
-/// The kinds of fault, as the `kind` label of the fault metrics names them.
-#[derive(Clone, Copy, Debug)]
-enum FaultKind {
-    Latency,
-    Error,
-    Unreachable,
-}
-
-impl FaultKind {
-    const ALL: [FaultKind; 3] = [FaultKind::Latency, FaultKind::Error, FaultKind::Unreachable];
-
-    fn label(self) -> [(&'static str, &'static str); 1] {
-        [(
-            "kind",
-            match self {
-                FaultKind::Latency => "latency",
-                FaultKind::Error => "error",
-                FaultKind::Unreachable => "unreachable",
-            },
-        )]
-    }
-
-    fn in_force(self, spec: &FaultSpec) -> bool {
-        match self {
-            FaultKind::Latency => spec.latency_ms.is_some(),
-            FaultKind::Error => spec.error_rate.is_some(),
-            FaultKind::Unreachable => spec.unreachable.is_some(),
-        }
-    }
+/// The `kind` label of the fault metrics: the contract's name of the kind.
+fn kind_label(kind: FaultKind) -> [(&'static str, &'static str); 1] {
+    [("kind", kind.about().name)]
 }
 
 /// A fault in force, and when it ends (never, if `None`).
@@ -85,7 +61,7 @@ impl Faults {
         let injections = Family::default();
         // Every kind at zero from the start, so that `rate()` over them is 0, not empty.
         for kind in FaultKind::ALL {
-            injections.get_or_create_owned(&kind.label());
+            injections.get_or_create_owned(&kind_label(kind));
         }
         Faults {
             active: Arc::default(),
@@ -105,7 +81,7 @@ impl Faults {
     }
 
     fn count(&self, kind: FaultKind) {
-        self.injections.get_or_create(&kind.label()).inc();
+        self.injections.get_or_create(&kind_label(kind)).inc();
     }
 
     /// The fault in force, and how long it has left; an expired fault is gone.
@@ -153,7 +129,7 @@ impl Faults {
         if hit {
             self.count(FaultKind::Unreachable);
             tracing::warn!(
-                fault.kind = "unreachable",
+                fault.kind = FaultKind::Unreachable.about().name,
                 dependency,
                 "fault injected: dependency treated as unreachable"
             );
@@ -162,8 +138,8 @@ impl Faults {
     }
 }
 
-/// `fault_active{kind}`: 1 for each kind of the fault in force, 0 for the others, all
-/// three series always present. Read from the fault itself at each scrape, so a fault
+/// `fault_active{kind}`: 1 for each kind of the fault in force, 0 for the others, every
+/// kind's series always present. Read from the fault itself at each scrape, so a fault
 /// that expired (faults expire lazily, on their next read) already reads 0: dashboards
 /// annotate faults from this series, for exactly as long as they were in force.
 #[derive(Debug)]
@@ -172,15 +148,15 @@ struct ActiveFaults(Faults);
 impl Collector for ActiveFaults {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let current = self.0.current().map(|(spec, _)| spec);
-        let mut family = encoder.encode_descriptor(
-            "fault_active",
-            "1 for each kind of fault (latency, error, unreachable) in force in this service, else 0.",
-            None,
-            MetricType::Gauge,
-        )?;
+        let help = format!(
+            "1 for each kind of fault ({}) in force in this service, else 0.",
+            FaultKind::list(|about| about.name.into())
+        );
+        let mut family =
+            encoder.encode_descriptor("fault_active", &help, None, MetricType::Gauge)?;
         for kind in FaultKind::ALL {
             let in_force = current.as_ref().is_some_and(|spec| kind.in_force(spec));
-            let label = kind.label();
+            let label = kind_label(kind);
             ConstGauge::new(i64::from(in_force)).encode(family.encode_family(&label)?)?;
         }
         Ok(())
@@ -206,7 +182,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
         let delay = pick(latency);
         faults.count(FaultKind::Latency);
         tracing::warn!(
-            fault.kind = "latency",
+            fault.kind = FaultKind::Latency.about().name,
             delay_ms = delay.as_millis() as u64,
             "fault injected: added latency"
         );
@@ -215,11 +191,11 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     if let Some(rate) = spec.error_rate
         && fastrand::f64() < rate
     {
-        let status = StatusCode::from_u16(spec.error_status.unwrap_or(500))
+        let status = StatusCode::from_u16(spec.error_status.unwrap_or(DEFAULT_ERROR_STATUS))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         faults.count(FaultKind::Error);
         tracing::warn!(
-            fault.kind = "error",
+            fault.kind = FaultKind::Error.about().name,
             status = status.as_u16(),
             "fault injected: error answer"
         );

@@ -2,10 +2,10 @@
 //! reproducible from the seed; every fault expires by itself, and all are cleared at the
 //! end of the run.
 
-use std::time::Duration;
+use std::{ops::RangeInclusive, time::Duration};
 
 use contract::{
-    admin::{FaultSpec, Latency},
+    admin::{FaultKind, FaultSpec},
     topology::Topology,
 };
 use tokio::{sync::watch, time::Instant};
@@ -32,7 +32,9 @@ pub async fn run(seed: u64, force_cluster: bool, mut done: watch::Receiver<bool>
             break;
         }
         let service = &services[rng.usize(..services.len())];
-        let (spec, what) = random_fault(&mut rng, &topology, service);
+        let Some((spec, what)) = random_fault(&mut rng, &topology, service) else {
+            continue;
+        };
         let seconds = spec.for_seconds.unwrap_or(10);
         eprintln!(
             "\n[chaos] {:>4} s  {service}: {what} for {seconds} s",
@@ -61,48 +63,116 @@ async fn stopped(done: &mut watch::Receiver<bool>, pause: Duration) -> bool {
     }
 }
 
+/// A fault of a random kind that can apply to `service` (from the contract's list:
+/// no unreachable dependency for a service that calls nobody), as that kind draws it,
+/// lasting 5 to 15 s; and what it is, in words. `None` if no kind can apply.
 fn random_fault(
     rng: &mut fastrand::Rng,
     topology: &Topology,
     service: &str,
-) -> (FaultSpec, String) {
-    let dependencies = topology
+) -> Option<(FaultSpec, String)> {
+    let dependencies: Vec<String> = topology
         .service(service)
-        .map(|s| s.dependencies())
+        .map(|s| s.dependencies().into_iter().map(str::to_owned).collect())
         .unwrap_or_default();
-    let kinds = if dependencies.is_empty() { 2 } else { 3 };
-    let for_seconds = Some(rng.u64(5..=15));
-    match rng.u8(0..kinds) {
-        0 => {
-            let low = rng.u64(100..=300);
-            let high = low + rng.u64(100..=500);
-            let spec = FaultSpec {
-                latency_ms: Some(Latency::Between([low, high])),
-                for_seconds,
-                ..FaultSpec::default()
-            };
-            (spec, format!("latency {low}..{high} ms"))
+    let kinds: Vec<FaultKind> = FaultKind::ALL
+        .into_iter()
+        .filter(|kind| kind.can_apply(&dependencies))
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let kind = kinds[rng.usize(..kinds.len())];
+    let mut draw = |range: RangeInclusive<u64>| rng.u64(range);
+    let spec = FaultSpec {
+        for_seconds: Some(draw(5..=15)),
+        ..kind.random(&dependencies, &mut draw)?
+    };
+    let what = kind.describe(&spec)?;
+    Some((spec, what))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use contract::admin::Latency;
+
+    use super::*;
+
+    /// `caller` calls two services; `leaf` calls nobody.
+    const TOPOLOGY: &str = "services:
+  caller:
+    routes:
+      GET /api/data:
+        calls:
+          - to: leaf
+          - to: other
+  leaf: {}
+  other: {}
+";
+
+    /// What a seeded run draws for `service`, 300 times.
+    fn draws(seed: u64, service: &str) -> Vec<(FaultSpec, String)> {
+        let topology = Topology::parse("t.yaml", TOPOLOGY).expect("a topology");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..300)
+            .map(|_| random_fault(&mut rng, &topology, service).expect("a fault"))
+            .collect()
+    }
+
+    /// The one kind a random fault has.
+    fn kind(spec: &FaultSpec) -> FaultKind {
+        let kinds: Vec<FaultKind> = spec.kinds().collect();
+        assert_eq!(kinds.len(), 1, "one kind at a time: {spec:?}");
+        kinds[0]
+    }
+
+    #[test]
+    fn every_kind_is_reachable_and_every_fault_valid_within_its_bounds() {
+        let dependencies = ["leaf".to_owned(), "other".to_owned()];
+        let mut seen = BTreeSet::new();
+        let mut unreachable = BTreeSet::new();
+        for (spec, what) in draws(7, "caller") {
+            assert_eq!(spec.validate(&dependencies), Ok(()), "{spec:?}");
+            assert!(
+                spec.for_seconds.is_some_and(|s| (5..=15).contains(&s)),
+                "{spec:?}"
+            );
+            let kind = kind(&spec);
+            assert_eq!(Some(what), kind.describe(&spec));
+            seen.insert(kind.about().name);
+            match (spec.latency_ms, spec.error_rate, &spec.unreachable) {
+                (Some(Latency::Between([low, high])), _, _) => {
+                    assert!((100..=300).contains(&low) && (low + 100..=low + 500).contains(&high));
+                }
+                (_, Some(rate), _) => assert!((0.2..=0.5).contains(&rate), "{rate}"),
+                (_, _, Some(dependency)) => {
+                    unreachable.insert(dependency.clone());
+                }
+                _ => panic!("not a fault random chaos makes: {spec:?}"),
+            }
         }
-        1 => {
-            let rate = f64::from(rng.u8(2..=5)) / 10.0;
-            let spec = FaultSpec {
-                error_rate: Some(rate),
-                for_seconds,
-                ..FaultSpec::default()
-            };
-            (spec, format!("{:.0}% errors", rate * 100.0))
-        }
-        _ => {
-            let dependency = dependencies[rng.usize(..dependencies.len())].to_owned();
-            let what = format!("{dependency} unreachable");
-            (
-                FaultSpec {
-                    unreachable: Some(dependency),
-                    for_seconds,
-                    ..FaultSpec::default()
-                },
-                what,
-            )
-        }
+        let every: BTreeSet<&str> = FaultKind::ALL.map(|k| k.about().name).into();
+        assert_eq!(seen, every, "every kind is drawn");
+        assert_eq!(
+            unreachable,
+            dependencies.into(),
+            "every dependency is drawn"
+        );
+    }
+
+    #[test]
+    fn a_service_that_calls_nobody_gets_no_unreachable_dependency() {
+        let faults = draws(7, "leaf");
+        assert!(faults.iter().all(|(spec, _)| spec.validate(&[]).is_ok()));
+        let kinds: BTreeSet<&str> = faults.iter().map(|(s, _)| kind(s).about().name).collect();
+        assert_eq!(kinds, ["error", "latency"].into());
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_faults() {
+        assert_eq!(draws(42, "caller"), draws(42, "caller"));
+        assert_ne!(draws(42, "caller"), draws(43, "caller"));
     }
 }
