@@ -51,7 +51,7 @@ pub struct DrillArgs {
 
     /// The longest the drill runs, in seconds; then it reveals the fault
     #[arg(long, value_name = "SECS", default_value_t = 900,
-          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub duration: u64,
 
     /// Reveal the running drill's fault (the same as `drill give-up`)
@@ -131,10 +131,7 @@ fn running_state(state_file: &std::path::Path) -> anyhow::Result<DrillState> {
     let state = DrillState::read(state_file)?
         .ok_or_else(|| drill::DrillError::NotRunning(state_file.display().to_string()))?;
     if state.finished || !alive(state.pid) {
-        anyhow::bail!(drill::DrillError::NotRunning(format!(
-            "running drill: the last one, pid {}, has ended",
-            state.pid
-        )));
+        anyhow::bail!(drill::DrillError::Ended(state.pid));
     }
     Ok(state)
 }

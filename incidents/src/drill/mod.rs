@@ -81,6 +81,10 @@ pub enum DrillError {
     NoCandidate { level: Level, why: String },
     #[error("no drill is running (no {0}); start one with `cargo xtask drill`")]
     NotRunning(String),
+    #[error(
+        "no drill is running: the last one (pid {0}) has ended; start one with `cargo xtask drill`"
+    )]
+    Ended(u32),
     #[error("the drill has already finished; start a new one with `cargo xtask drill`")]
     Finished,
     #[error("a drill is already running (pid {0}); answer it, give up, or wait for it to end")]
