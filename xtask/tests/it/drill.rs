@@ -91,8 +91,10 @@ fn solve_when_clear(started: Instant) -> (String, &'static str) {
     while started.elapsed() < Duration::from_secs(200) {
         let window = started.elapsed().as_secs().saturating_sub(5).clamp(15, 90);
         let now = solve(window);
-        if now.is_some() && now == last {
-            return now.expect("checked");
+        if let Some(answer) = &now
+            && last.as_ref() == Some(answer)
+        {
+            return answer.clone();
         }
         last = now;
         std::thread::sleep(Duration::from_secs(5));
