@@ -21,6 +21,7 @@ mod local_topology;
 mod manifests;
 mod nix_flake;
 mod prometheus;
+mod scenario_verify;
 mod service_containers;
 mod standin;
 mod support;

@@ -821,8 +821,8 @@ fn parses_as_xtask(cmd: &str) -> Result<xtask::Cli, clap::Error> {
 }
 
 /// Next to `smoke` and `traffic`: a button per scenario of `cargo xtask scenario`, one
-/// for a new drill (`cargo xtask drill`) and one that clears every fault, all acting on
-/// the cluster, manual, and waiting for the mesh.
+/// that verifies each, one for a new drill (`cargo xtask drill`) and one that clears
+/// every fault, all acting on the cluster, manual, and waiting for the mesh.
 #[test]
 fn the_scenarios_a_drill_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic() {
     let plan = Plan::load();
@@ -834,14 +834,24 @@ fn the_scenarios_a_drill_and_clearing_every_fault_are_buttons_next_to_smoke_and_
     // The buttons are the table's scenarios, through the generated list.
     let mut buttons: Vec<(String, String)> = incidents::scenarios::names()
         .into_iter()
-        .map(|name| {
-            (
-                format!("scenario-{name}"),
-                format!("cargo xtask scenario {name} --cluster"),
-            )
+        .flat_map(|name| {
+            [
+                (
+                    format!("scenario-{name}"),
+                    format!("cargo xtask scenario {name} --cluster"),
+                ),
+                (
+                    format!("verify-{name}"),
+                    format!("cargo xtask scenario {name} --verify --cluster"),
+                ),
+            ]
         })
         .collect();
-    assert_eq!(buttons.len(), 4, "the guide's four scenarios: {buttons:?}");
+    assert_eq!(
+        buttons.len(),
+        8,
+        "the four scenarios, run and verified: {buttons:?}"
+    );
     buttons.push((
         "clear-faults".to_owned(),
         "cargo xtask chaos all --clear --cluster".to_owned(),

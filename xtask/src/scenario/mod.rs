@@ -3,7 +3,10 @@
 //! changed on every way out: the end, an error in any step, Ctrl+C (and, should xtask be
 //! killed outright, the faults expire by themselves a minute after the scenario's planned
 //! end). In the cluster, `degradation` also takes the guide's own step, inventory-service
-//! down to one replica, and scales it back to the count it had.
+//! down to one replica, and scales it back to the count it had. `--verify` runs the
+//! scenario's three phases and checks what it must show (`verify.rs`).
+
+pub mod verify;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{ValueEnum as _, builder::PossibleValuesParser};
@@ -24,8 +27,9 @@ pub struct ScenarioArgs {
     #[arg(value_parser = scenario_names(), hide_possible_values = true)]
     pub scenario: String,
 
-    /// How long the traffic runs, in seconds [default: the scenario's]
-    #[arg(long, value_name = "SECS")]
+    /// How long the traffic runs, in seconds [default: the scenario's] (--verify has
+    /// --baseline, --fault and --recovery instead)
+    #[arg(long, value_name = "SECS", conflicts_with = "verify")]
     pub duration: Option<u64>,
 
     /// Base URL of the gateway
@@ -35,6 +39,9 @@ pub struct ScenarioArgs {
     /// Inject faults in the kind cluster's pods even if a local mesh is running
     #[arg(long)]
     pub cluster: bool,
+
+    #[command(flatten)]
+    pub verify: verify::VerifyArgs,
 }
 
 /// The scenarios, from the table, and examples.
@@ -47,7 +54,9 @@ fn after_help() -> String {
         "\nExamples:
   cargo xtask scenario normal                    # 3 minutes of the default traffic mix
   cargo xtask scenario errors --duration 120     # payment-service fails 30% of its requests
-  cargo xtask scenario degradation --cluster     # in the kind cluster",
+  cargo xtask scenario degradation --cluster     # in the kind cluster
+  cargo xtask scenario errors --verify           # baseline, fault, recovery, each checked
+  cargo xtask scenario errors --verify --baseline 30s --fault 60s --recovery 30s --json v.json",
     );
     help
 }
@@ -81,6 +90,9 @@ pub fn preset(scenario: &Scenario) -> anyhow::Result<Preset> {
 impl ScenarioArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let plan = scenario(&self.scenario)?;
+        if self.verify.verify {
+            return self.verify.run(&plan, self.target, self.cluster).await;
+        }
         let traffic = preset(&plan)?;
         let duration = self.duration.unwrap_or(plan.duration_secs);
         let mesh = RunningMesh::find(self.cluster);
@@ -123,7 +135,7 @@ impl ScenarioArgs {
 }
 
 /// Resolves on Ctrl+C (never, where there is no Ctrl+C to listen for).
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
@@ -131,7 +143,7 @@ async fn interrupted() {
 
 /// Scales (in the cluster) and sets the plan's faults, noting each change in `changes`
 /// before making it, so that a step that fails halfway is put back too.
-async fn set_up(
+pub(crate) async fn set_up(
     mesh: &RunningMesh,
     plan: &Scenario,
     duration: u64,
@@ -162,7 +174,7 @@ async fn set_up(
 /// What a scenario changed, to put back on every way out: the replicas a service had
 /// before it was scaled, and the services whose fault it set (or tried to).
 #[derive(Default)]
-struct Changes {
+pub(crate) struct Changes {
     scaled: Option<(&'static str, u32)>,
     faulted: Vec<&'static str>,
 }
@@ -170,7 +182,7 @@ struct Changes {
 impl Changes {
     /// Clears the faults and scales back; an error names what could not be put back and
     /// how to do it by hand.
-    async fn undo(self, mesh: &RunningMesh) -> anyhow::Result<()> {
+    pub(crate) async fn undo(self, mesh: &RunningMesh) -> anyhow::Result<()> {
         let mut failures = Vec::new();
         for service in self.faulted {
             match chaos::apply(mesh, service, None).await {
