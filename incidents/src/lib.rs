@@ -3,9 +3,11 @@
 //! be seen in each phase), and their verification ([`verify`]: baseline, fault and
 //! recovery under a fixed rate, each expectation checked against the real tools, a
 //! verdict table). `cargo xtask scenario` is its command line; Tilt's scenario buttons
-//! are generated from the same table (`cargo xtask codegen`).
+//! are generated from the same table (`cargo xtask codegen`). Incident drills
+//! ([`drill`]): a hidden fault drawn from the topology, the answer, its score, the reveal.
 
 pub mod checks;
+pub mod drill;
 pub mod panels;
 pub mod scenarios;
 pub mod tools;

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod codegen;
 pub mod dashboards;
+pub mod drill;
 pub mod identity;
 pub mod local;
 pub mod logs;
@@ -57,6 +58,8 @@ pub enum Command {
     Scenario(scenario::ScenarioArgs),
     /// Inject or clear faults (latency, errors, an unreachable dependency) in a service
     Chaos(chaos::ChaosArgs),
+    /// Incident practice: a hidden fault, traffic, and your answer, scored and revealed
+    Drill(drill::DrillArgs),
     /// Show the services' logs (local or cluster), or one trace's lines from every service
     Logs(logs::LogsArgs),
     /// Create, delete or inspect the kind cluster monitoring-demo
@@ -87,6 +90,7 @@ impl Command {
             Command::Smoke(args) => args.run().await,
             Command::Dashboards(args) => args.run().await,
             Command::Chaos(args) => args.run().await,
+            Command::Drill(args) => args.run().await,
             Command::Logs(args) => args.run().await,
             Command::Scenario(args) => args.run().await,
             Command::Cluster(args) => args.run(),

@@ -298,7 +298,7 @@ pub fn parse(source: &str, text: &str) -> Line {
 }
 
 /// The `trace_id` of a JSON log line.
-fn trace_id(text: &str) -> Option<String> {
+pub fn trace_id(text: &str) -> Option<String> {
     let json: Value = serde_json::from_str(text).ok()?;
     json["trace_id"].as_str().map(str::to_owned)
 }

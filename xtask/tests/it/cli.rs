@@ -56,6 +56,9 @@ fn bad_values_name_their_flag() {
             "--latency",
         ),
         (&["chaos", "inventory-service", "--for", "ever"], "--for"),
+        (&["drill", "--level", "hard"], "--level"),
+        (&["drill", "--duration", "0"], "--duration"),
+        (&["drill", "--seed", "soon"], "--seed"),
         (
             &["chaos", "inventory-service", "--clear", "--latency", "1s"],
             "--clear",

@@ -19,7 +19,7 @@ const PORTS: [u16; 15] = [
     31086, 9090,
 ];
 
-fn prometheus_query(query: &str) -> serde_json::Value {
+pub(crate) fn prometheus_query(query: &str) -> serde_json::Value {
     let url = format!("http://127.0.0.1:9090/api/v1/query?query={}", encode(query));
     let body = reqwest::blocking_get(&url);
     serde_json::from_str(&body).expect("Prometheus answers JSON")
@@ -45,7 +45,7 @@ fn scalar(response: &serde_json::Value) -> Option<f64> {
         .ok()
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub(crate) fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -10,6 +10,7 @@ mod cluster_plans;
 mod codegen;
 mod dependencies;
 mod docs;
+mod drill;
 mod grafana;
 mod image;
 mod kubectl;

@@ -415,10 +415,10 @@ fn parses_as_xtask(cmd: &str) -> Result<xtask::Cli, clap::Error> {
 }
 
 /// Next to `smoke` and `traffic`: a button per scenario of `cargo xtask scenario`, one
-/// that verifies each, and one that clears every fault, all acting on the cluster,
-/// manual, and waiting for the mesh.
+/// that verifies each, one for a new drill (`cargo xtask drill`) and one that clears
+/// every fault, all acting on the cluster, manual, and waiting for the mesh.
 #[test]
-fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic() {
+fn the_scenarios_a_drill_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic() {
     let plan = Plan::load();
     let smoke_labels = strings(plan.local_resource("smoke"), "labels");
     assert_eq!(
@@ -449,6 +449,11 @@ fn the_scenarios_and_clearing_every_fault_are_buttons_next_to_smoke_and_traffic(
     buttons.push((
         "clear-faults".to_owned(),
         "cargo xtask chaos all --clear --cluster".to_owned(),
+    ));
+    // A new incident drill in the cluster; the answer comes from a terminal.
+    buttons.push((
+        "drill".to_owned(),
+        "cargo xtask drill --cluster --duration 900".to_owned(),
     ));
     buttons.extend(["smoke", "traffic"].map(|name| {
         let cmd = str_of(plan.local_resource(name), "cmd");
