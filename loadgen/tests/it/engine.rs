@@ -15,7 +15,7 @@ async fn the_mix_holds_and_the_request_count_is_exact() {
         &server.target,
         &Plan {
             requests: Some(4000),
-            ..plan(Mix::GUIDE)
+            ..plan(Mix::DEFAULT_WEIGHTS)
         },
     )
     .await;
@@ -158,7 +158,7 @@ async fn cancelling_still_yields_the_summary() {
         &reachable(&server.target).await,
         &Plan {
             duration: None,
-            ..plan(Mix::GUIDE)
+            ..plan(Mix::DEFAULT_WEIGHTS)
         },
         tokio::time::sleep(Duration::from_millis(500)),
         |_| {},
