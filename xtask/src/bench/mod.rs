@@ -150,11 +150,8 @@ impl BenchArgs {
         shape: &Shape,
         cores: usize,
     ) -> anyhow::Result<Vec<(&'static str, Result<Load, String>)>> {
-        let oha = load::find_or_install_oha(
-            &in_repo(BENCH_TOOLS),
-            !self.no_install,
-        )
-        .map_err(|e| format!("{e:#}"));
+        let oha = load::find_or_install_oha(&in_repo(BENCH_TOOLS), !self.no_install)
+            .map_err(|e| format!("{e:#}"));
         let wrk = load::find_wrk().map_err(|e| format!("{e:#}"));
 
         let (mut hello, address) = start_server(&binaries.bench_server, "hello", work).await?;
