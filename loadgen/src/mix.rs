@@ -60,7 +60,9 @@ impl Mix {
 /// [`Mix::DEFAULT_WEIGHTS`].
 impl Default for Mix {
     fn default() -> Mix {
-        Mix::DEFAULT_WEIGHTS.parse().expect("the default mix parses")
+        Mix::DEFAULT_WEIGHTS
+            .parse()
+            .expect("the default mix parses")
     }
 }
 
