@@ -1020,6 +1020,23 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
             || format!("grafana: {probe} GET {path}"),
         );
     }
+    check_grafana_files(r, (grafana, container), &env, problems);
+    for writable in ["/var/lib/grafana", "/tmp"] {
+        problems.check(r.is_empty_dir(grafana, container, writable), || {
+            format!("grafana: {writable} must be an emptyDir (read-only root)")
+        });
+    }
+}
+
+/// Grafana's provisioning files and every dashboard, mounted where its environment says
+/// it reads them, from a ConfigMap an edit reaches.
+fn check_grafana_files(
+    r: &Rendering,
+    (grafana, container): (&Value, &Value),
+    env: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) {
+    let get = |key: &str| env.get(key).map_or("", String::as_str);
     let provisioning = get("GF_PATHS_PROVISIONING");
     for (file, source) in [
         (
@@ -1058,11 +1075,6 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
                 .to_owned()
         },
     );
-    for writable in ["/var/lib/grafana", "/tmp"] {
-        problems.check(r.is_empty_dir(grafana, container, writable), || {
-            format!("grafana: {writable} must be an emptyDir (read-only root)")
-        });
-    }
 }
 
 fn check_tracing(r: &Rendering, problems: &mut Problems) {

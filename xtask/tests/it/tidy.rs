@@ -439,7 +439,6 @@ const LONG_TESTS_NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
         "chaos_acts_on_the_services_of_the_running_topology",
         62,
     ),
-    ("xtask/tests/it/manifests.rs", "check_grafana", 74),
     ("xtask/tests/it/manifests.rs", "check_network_policies", 123),
     ("xtask/tests/it/manifests.rs", "check_pod", 89),
     ("xtask/tests/it/manifests.rs", "check_prometheus", 139),
