@@ -441,45 +441,8 @@ fn check_pod(r: &Rendering, deployment: &Value, problems: &mut Problems) {
     let who = id(deployment);
     let template = &deployment["spec"]["template"];
     let spec = &template["spec"];
-    let labels = labels_at(template, "/metadata/labels");
-    problems.check(
-        labels.get("app").map(String::as_str) == Some(name(deployment)),
-        || format!("{who}: its pods need the label app: {}", name(deployment)),
-    );
-    problems.check(
-        labels.get(PART_OF.0).map(String::as_str) == Some(PART_OF.1),
-        || {
-            format!(
-                "{who}: its pods need the label {}: {}",
-                PART_OF.0, PART_OF.1
-            )
-        },
-    );
-    problems.check(
-        selector_matches(&deployment["spec"]["selector"], &labels)
-            && !labels_at(deployment, "/spec/selector/matchLabels").is_empty(),
-        || format!("{who}: the selector does not select its own pods"),
-    );
-    for field in ["hostNetwork", "hostPID", "hostIPC"] {
-        problems.check(spec.get(field) != Some(&Value::Bool(true)), || {
-            format!("{who}: {field}")
-        });
-    }
-    if name(deployment) == "prometheus" {
-        problems.check(text_at(spec, "/serviceAccountName") == "prometheus", || {
-            format!("{who}: runs as the ServiceAccount prometheus, which may discover pods")
-        });
-        problems.check(
-            spec.get("automountServiceAccountToken") != Some(&Value::Bool(false)),
-            || format!("{who}: Prometheus needs its token for pod discovery"),
-        );
-    } else {
-        problems.check(
-            spec.get("automountServiceAccountToken") == Some(&Value::Bool(false)),
-            || format!("{who}: automountServiceAccountToken: false (it never calls the API)"),
-        );
-    }
-
+    check_pod_labels(deployment, &who, problems);
+    check_pod_privileges(deployment, &who, problems);
     let volumes: BTreeMap<&str, &Value> = array(spec, "/volumes")
         .iter()
         .map(|volume| (text_at(volume, "/name"), volume))
@@ -524,6 +487,54 @@ fn check_pod(r: &Rendering, deployment: &Value, problems: &mut Problems) {
                 )
             });
         }
+    }
+}
+
+/// Its pods' labels (`app`, part-of) and a selector that selects them.
+fn check_pod_labels(deployment: &Value, who: &str, problems: &mut Problems) {
+    let template = &deployment["spec"]["template"];
+    let labels = labels_at(template, "/metadata/labels");
+    problems.check(
+        labels.get("app").map(String::as_str) == Some(name(deployment)),
+        || format!("{who}: its pods need the label app: {}", name(deployment)),
+    );
+    problems.check(
+        labels.get(PART_OF.0).map(String::as_str) == Some(PART_OF.1),
+        || {
+            format!(
+                "{who}: its pods need the label {}: {}",
+                PART_OF.0, PART_OF.1
+            )
+        },
+    );
+    problems.check(
+        selector_matches(&deployment["spec"]["selector"], &labels)
+            && !labels_at(deployment, "/spec/selector/matchLabels").is_empty(),
+        || format!("{who}: the selector does not select its own pods"),
+    );
+}
+
+/// No host namespace; the API token only where it is used (Prometheus's discovery).
+fn check_pod_privileges(deployment: &Value, who: &str, problems: &mut Problems) {
+    let spec = &deployment["spec"]["template"]["spec"];
+    for field in ["hostNetwork", "hostPID", "hostIPC"] {
+        problems.check(spec.get(field) != Some(&Value::Bool(true)), || {
+            format!("{who}: {field}")
+        });
+    }
+    if name(deployment) == "prometheus" {
+        problems.check(text_at(spec, "/serviceAccountName") == "prometheus", || {
+            format!("{who}: runs as the ServiceAccount prometheus, which may discover pods")
+        });
+        problems.check(
+            spec.get("automountServiceAccountToken") != Some(&Value::Bool(false)),
+            || format!("{who}: Prometheus needs its token for pod discovery"),
+        );
+    } else {
+        problems.check(
+            spec.get("automountServiceAccountToken") == Some(&Value::Bool(false)),
+            || format!("{who}: automountServiceAccountToken: false (it never calls the API)"),
+        );
     }
 }
 

@@ -440,7 +440,6 @@ const LONG_TESTS_NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
         62,
     ),
     ("xtask/tests/it/manifests.rs", "check_network_policies", 123),
-    ("xtask/tests/it/manifests.rs", "check_pod", 89),
     ("xtask/tests/it/manifests.rs", "check_prometheus", 139),
     ("xtask/tests/it/manifests.rs", "check_refusals", 89),
     ("xtask/tests/it/manifests.rs", "check_services", 142),
