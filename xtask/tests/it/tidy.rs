@@ -377,12 +377,12 @@ const LONG_TESTS_NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
     (
         "services/mock-service/tests/it/processes.rs",
         "one_action_is_one_trace_of_ten_server_spans_across_seven_services",
-        178,
+        171,
     ),
     (
         "services/mock-service/tests/it/processes.rs",
         "sigterm_exports_every_answered_requests_span_and_ends_one_cut_at_the_drain_deadline_as_an_error",
-        83,
+        78,
     ),
     (
         "services/telemetry/src/metrics.rs",
