@@ -6,7 +6,7 @@ use std::fmt;
 use contract::endpoints;
 use http::Method;
 
-/// A kind of request: the guide's traffic pattern mixes these five.
+/// A kind of request: a [`crate::Mix`] spreads the traffic over these five.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
     Data,

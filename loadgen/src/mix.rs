@@ -16,8 +16,9 @@ pub struct Mix {
 }
 
 impl Mix {
-    /// The guide's traffic pattern.
-    pub const GUIDE: &'static str = "data=40,action=20,health=20,slow=10,error=10";
+    /// The default mix, written as `--mix` takes it: mostly reads, a fifth actions, a tenth
+    /// each of slow and failing requests.
+    pub const DEFAULT_WEIGHTS: &'static str = "data=40,action=20,health=20,slow=10,error=10";
 
     /// Every request to `endpoint`.
     pub fn only(endpoint: Endpoint) -> Mix {
@@ -56,10 +57,12 @@ impl Mix {
     }
 }
 
-/// The guide's traffic pattern.
+/// [`Mix::DEFAULT_WEIGHTS`].
 impl Default for Mix {
     fn default() -> Mix {
-        Mix::GUIDE.parse().expect("the guide's mix parses")
+        Mix::DEFAULT_WEIGHTS
+            .parse()
+            .expect("the default mix parses")
     }
 }
 
@@ -121,7 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_guides_mix() {
+    fn the_default_mix() {
         let mix = Mix::default();
         assert_eq!(mix.share(Endpoint::Data), 0.4);
         assert_eq!(mix.share(Endpoint::Action), 0.2);

@@ -4,9 +4,8 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use crate::{error::ParseError, mix::Mix, think::Think};
 
-/// What to send, how, and for how long. The default is the guide's
-/// `generate-traffic.sh`: five users, the guide's mix, 100 ms to 1 s between requests,
-/// five minutes.
+/// What to send, how, and for how long. The default is a gentle demo load: five users,
+/// the default mix, 100 ms to 1 s between requests, five minutes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub mix: Mix,

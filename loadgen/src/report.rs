@@ -159,7 +159,7 @@ impl Report {
         for row in self.endpoints.iter().chain(std::iter::once(&self.total)) {
             let _ = write!(out, "{:<18}", row.endpoint);
             for column in &columns {
-                let _ = write!(out, " {:>9}", (column.value)(row));
+                let _ = write!(out, " {:>9}", column.cell(row));
             }
             out.push('\n');
         }
@@ -236,7 +236,39 @@ fn show_latency(latency: Duration) -> String {
 struct Column {
     header: &'static str,
     shown: Shown,
-    value: fn(&Row) -> String,
+    value: CellValue,
+}
+
+/// What a column shows of a row: a count, or a figure to one decimal.
+enum CellValue {
+    Count(fn(&Row) -> u64),
+    Figure(fn(&Row) -> f64),
+}
+
+impl Column {
+    const fn count(header: &'static str, shown: Shown, value: fn(&Row) -> u64) -> Column {
+        Column {
+            header,
+            shown,
+            value: CellValue::Count(value),
+        }
+    }
+
+    const fn figure(header: &'static str, shown: Shown, value: fn(&Row) -> f64) -> Column {
+        Column {
+            header,
+            shown,
+            value: CellValue::Figure(value),
+        }
+    }
+
+    /// The cell of `row` in this column.
+    fn cell(&self, row: &Row) -> String {
+        match self.value {
+            CellValue::Count(count) => count(row).to_string(),
+            CellValue::Figure(figure) => format!("{:.1}", figure(row)),
+        }
+    }
 }
 
 #[derive(PartialEq)]
@@ -249,71 +281,19 @@ enum Shown {
 }
 
 const COLUMNS: [Column; 13] = [
-    Column {
-        header: "scheduled",
-        shown: Shown::Open,
-        value: |row| row.scheduled.to_string(),
-    },
-    Column {
-        header: "sent",
-        shown: Shown::Open,
-        value: |row| row.requests.to_string(),
-    },
-    Column {
-        header: "requests",
-        shown: Shown::Closed,
-        value: |row| row.requests.to_string(),
-    },
-    Column {
-        header: "ok",
-        shown: Shown::Always,
-        value: |row| row.successes.to_string(),
-    },
-    Column {
-        header: "expected",
-        shown: Shown::Always,
-        value: |row| row.expected_errors.to_string(),
-    },
-    Column {
-        header: "failed",
-        shown: Shown::Always,
-        value: |row| row.failures.to_string(),
-    },
-    Column {
-        header: "in flight",
-        shown: Shown::Always,
-        value: |row| row.in_flight.to_string(),
-    },
-    Column {
-        header: "not sent",
-        shown: Shown::Open,
-        value: |row| row.not_sent.to_string(),
-    },
-    Column {
-        header: "req/s",
-        shown: Shown::Always,
-        value: |row| format!("{:.1}", row.requests_per_second),
-    },
-    Column {
-        header: "p50 ms",
-        shown: Shown::Always,
-        value: |row| format!("{:.1}", row.p50_ms),
-    },
-    Column {
-        header: "p95 ms",
-        shown: Shown::Always,
-        value: |row| format!("{:.1}", row.p95_ms),
-    },
-    Column {
-        header: "p99 ms",
-        shown: Shown::Always,
-        value: |row| format!("{:.1}", row.p99_ms),
-    },
-    Column {
-        header: "max ms",
-        shown: Shown::Always,
-        value: |row| format!("{:.1}", row.max_ms),
-    },
+    Column::count("scheduled", Shown::Open, |row| row.scheduled),
+    Column::count("sent", Shown::Open, |row| row.requests),
+    Column::count("requests", Shown::Closed, |row| row.requests),
+    Column::count("ok", Shown::Always, |row| row.successes),
+    Column::count("expected", Shown::Always, |row| row.expected_errors),
+    Column::count("failed", Shown::Always, |row| row.failures),
+    Column::count("in flight", Shown::Always, |row| row.in_flight),
+    Column::count("not sent", Shown::Open, |row| row.not_sent),
+    Column::figure("req/s", Shown::Always, |row| row.requests_per_second),
+    Column::figure("p50 ms", Shown::Always, |row| row.p50_ms),
+    Column::figure("p95 ms", Shown::Always, |row| row.p95_ms),
+    Column::figure("p99 ms", Shown::Always, |row| row.p99_ms),
+    Column::figure("max ms", Shown::Always, |row| row.max_ms),
 ];
 
 /// A start this much later than scheduled is falling behind, even with nothing dropped

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::paths::workspace_root;
+use crate::paths::{GRAFANA_DASHBOARDS, GRAFANA_PROVISIONING, in_repo, workspace_root};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -72,8 +72,9 @@ pub fn substitute(expr: &str, service: &str) -> String {
         .replace("$service", service)
 }
 
+/// `grafana/dashboards/`, absolute: the dashboards Grafana provisions.
 pub fn dashboards_dir() -> PathBuf {
-    workspace_root().join("grafana").join("dashboards")
+    in_repo(GRAFANA_DASHBOARDS)
 }
 
 /// Every dashboard file, parsed, sorted by file name.
@@ -196,10 +197,7 @@ struct Datasource {
 
 /// The uids of the datasources in `grafana/provisioning/datasources/`.
 pub fn provisioned_datasource_uids(root: &Path) -> anyhow::Result<BTreeSet<String>> {
-    let dir = root
-        .join("grafana")
-        .join("provisioning")
-        .join("datasources");
+    let dir = root.join(GRAFANA_PROVISIONING).join("datasources");
     let mut uids = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
@@ -543,7 +541,7 @@ pub fn dashboards_configmap(rendered: &str) -> anyhow::Result<String> {
 fn refresh_cluster_dashboards() -> anyhow::Result<bool> {
     use crate::{
         cluster::{CLUSTER, LOAD_RESTRICTOR, cluster_exists, kubectl},
-        paths::{KIND_OVERLAY as OVERLAY, cluster_state as state_dir},
+        paths::{CLUSTER_STATE, KIND_OVERLAY as OVERLAY, cluster_state as state_dir},
     };
     if crate::cmd::find_on_path("kind").is_none() {
         println!("--    kind cluster: none (kind is not installed)");
@@ -572,7 +570,7 @@ fn refresh_cluster_dashboards() -> anyhow::Result<bool> {
     std::fs::write(&path, dashboards)?;
     kubectl(
         "applying the dashboards ConfigMap",
-        ["apply", "-f", "target/cluster/dashboards.yaml"],
+        ["apply", "-f", &format!("{CLUSTER_STATE}/dashboards.yaml")],
     )
     .run()?;
     println!(
@@ -617,7 +615,7 @@ async fn reload_local_grafana() -> anyhow::Result<bool> {
         }
     };
     let provisioning = settings["paths"]["provisioning"].as_str().unwrap_or("");
-    if Path::new(provisioning) != workspace_root().join("grafana").join("provisioning") {
+    if Path::new(provisioning) != in_repo(GRAFANA_PROVISIONING) {
         println!(
             "--    local Grafana: none (the Grafana on :3000 is provisioned from `{provisioning}`, \
              not this checkout's grafana/provisioning/: the kind cluster's, or another one)"

@@ -9,6 +9,7 @@ use contract::{
     endpoints,
     topology::{Route, Service},
 };
+use telemetry::root_cause;
 
 use crate::{mesh::RunningMesh, ports::entry_service};
 
@@ -253,14 +254,6 @@ fn sum(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
         })
         // Not `sum()`: an empty f64 sum is -0, which would print as such.
         .fold(0.0, |total, value| total + value)
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]

@@ -16,6 +16,15 @@ pub struct ToolPort {
 }
 
 impl ToolPort {
+    /// A web UI and API, its address set by a flag.
+    const fn web_ui(port: u16) -> ToolPort {
+        ToolPort {
+            what: "web UI and API",
+            port,
+            env: None,
+        }
+    }
+
     pub fn address(self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -84,23 +93,30 @@ impl ToolInfo {
     }
 }
 
+/// What the browsable tools with one port share (Prometheus's project's `/-/ready`
+/// included); each names the rest.
+const WEB_TOOL: ToolInfo = ToolInfo {
+    name: "",
+    title: "",
+    binaries: &[],
+    ports: &[],
+    ready_on: 0,
+    ready_path: "/-/ready",
+    any_answer_is_ready: false,
+    browsable: true,
+    note: "",
+    usual_squatter: "",
+};
+
 const CLUSTER_HINT: &str = "(the kind cluster's: `cargo xtask cluster down`)";
 
 pub const PROMETHEUS: ToolInfo = ToolInfo {
     name: "prometheus",
     title: "Prometheus",
     binaries: &["prometheus"],
-    ports: &[ToolPort {
-        what: "web UI and API",
-        port: 9090,
-        env: None,
-    }],
-    ready_on: 0,
-    ready_path: "/-/ready",
-    any_answer_is_ready: false,
-    browsable: true,
-    note: "",
+    ports: &[ToolPort::web_ui(9090)],
     usual_squatter: "another Prometheus",
+    ..WEB_TOOL
 };
 
 /// Its gossip port (9094, every interface by default) is turned off, not moved.
@@ -109,17 +125,9 @@ pub const ALERTMANAGER: ToolInfo = ToolInfo {
     title: "Alertmanager",
     // nixpkgs calls the binary `alertmanager`, Debian `prometheus-alertmanager`.
     binaries: &["alertmanager", "prometheus-alertmanager"],
-    ports: &[ToolPort {
-        what: "web UI and API",
-        port: 9093,
-        env: None,
-    }],
-    ready_on: 0,
-    ready_path: "/-/ready",
-    any_answer_is_ready: false,
-    browsable: true,
-    note: "",
+    ports: &[ToolPort::web_ui(9093)],
     usual_squatter: "another Alertmanager",
+    ..WEB_TOOL
 };
 
 /// Its address is set by GF_SERVER_HTTP_ADDR and GF_SERVER_HTTP_PORT.
@@ -127,17 +135,11 @@ pub const GRAFANA: ToolInfo = ToolInfo {
     name: "grafana",
     title: "Grafana",
     binaries: &["grafana", "grafana-server"],
-    ports: &[ToolPort {
-        what: "web UI and API",
-        port: 3000,
-        env: None,
-    }],
-    ready_on: 0,
+    ports: &[ToolPort::web_ui(3000)],
     ready_path: "/api/health",
-    any_answer_is_ready: false,
-    browsable: true,
     note: "(admin/admin)",
     usual_squatter: "another Grafana or a web dev server",
+    ..WEB_TOOL
 };
 
 /// Every listener of otel/collector.yaml (its own metrics are off: `level: none`). Its

@@ -15,7 +15,7 @@ async fn the_mix_holds_and_the_request_count_is_exact() {
         &server.target,
         &Plan {
             requests: Some(4000),
-            ..plan(Mix::GUIDE)
+            ..plan(Mix::DEFAULT_WEIGHTS)
         },
     )
     .await;
@@ -71,11 +71,7 @@ async fn expected_errors_and_failures_are_counted_apart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_duration_is_honoured() {
-    let server = server::start(Data {
-        latency: |_| Duration::from_millis(2),
-        ..Data::fast()
-    })
-    .await;
+    let server = server::start(Data::taking(|_| Duration::from_millis(2))).await;
     let outcome = run(
         &server.target,
         &Plan {
@@ -116,11 +112,7 @@ async fn the_rate_is_honoured_and_a_stall_shows_as_latency() {
     // One connection (the cap) to a server that needs 20 ms per request can serve 50/s;
     // at 100/s the schedule falls behind, and latency counted from the schedule keeps
     // growing. The closed model would report about 20 ms.
-    let slow = server::start(Data {
-        latency: |_| Duration::from_millis(20),
-        ..Data::fast()
-    })
-    .await;
+    let slow = server::start(Data::taking(|_| Duration::from_millis(20))).await;
     let open = run(
         &slow.target,
         &Plan {
@@ -149,16 +141,12 @@ async fn the_rate_is_honoured_and_a_stall_shows_as_latency() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_still_yields_the_summary() {
-    let server = server::start(Data {
-        latency: |_| Duration::from_millis(1),
-        ..Data::fast()
-    })
-    .await;
+    let server = server::start(Data::taking(|_| Duration::from_millis(1))).await;
     let outcome = loadgen::run(
         &reachable(&server.target).await,
         &Plan {
             duration: None,
-            ..plan(Mix::GUIDE)
+            ..plan(Mix::DEFAULT_WEIGHTS)
         },
         tokio::time::sleep(Duration::from_millis(500)),
         |_| {},

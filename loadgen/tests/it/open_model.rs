@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use loadgen::{Outcome, Plan, Rate, Report, StopReason};
+use loadgen::{Outcome, Plan, Report, StopReason};
 
-use crate::server::{self, Data, plan, run, trace_id};
+use crate::server::{self, Data, open_plan, run, trace_id};
 
 /// Every scheduled request in exactly one count: answered, in flight, or not sent.
 fn assert_every_request_counted(outcome: &Outcome) {
@@ -28,19 +28,12 @@ fn assert_every_request_counted(outcome: &Outcome) {
 async fn a_rate_the_connections_cannot_carry_is_reported_with_every_request_counted() {
     // Two connections to a server that takes 100 ms carry 20 requests/s: at 100/s for
     // 3 s most of the 300 scheduled requests cannot be sent.
-    let server = server::start(Data {
-        latency: |_| Duration::from_millis(100),
-        ..Data::fast()
-    })
-    .await;
+    let server = server::start(Data::taking(|_| Duration::from_millis(100))).await;
     let outcome = run(
         &server.target,
         &Plan {
-            rate: Some(Rate::new(100.0).expect("rate")),
-            users: 1,
-            max_connections: 2,
             duration: Some(Duration::from_secs(3)),
-            ..plan("data=1")
+            ..open_plan(100.0, 2)
         },
     )
     .await;
@@ -113,19 +106,12 @@ fn the_report_says_what_was_not_sent(outcome: &Outcome) {
 async fn connections_open_on_demand_up_to_the_cap() {
     // At 100 requests/s of 200 ms each, about 20 are in progress at once: from one
     // connection the pool grows to the cap of 4, never beyond.
-    let server = server::start(Data {
-        latency: |_| Duration::from_millis(200),
-        ..Data::fast()
-    })
-    .await;
+    let server = server::start(Data::taking(|_| Duration::from_millis(200))).await;
     let outcome = run(
         &server.target,
         &Plan {
-            rate: Some(Rate::new(100.0).expect("rate")),
-            users: 1,
-            max_connections: 4,
             requests: Some(100),
-            ..plan("data=1")
+            ..open_plan(100.0, 4)
         },
     )
     .await;
@@ -141,21 +127,17 @@ async fn latency_counts_from_the_scheduled_time_so_a_stall_shows() {
     // One connection; the first request stalls 600 ms, the others answer at once. The
     // request scheduled at n × 10 ms cannot start before the stall ends, so it waited at
     // least 600 - 10 n ms, and its latency must say so (sent at once it would take 0).
-    let server = server::start(Data {
-        latency: |n| Duration::from_millis(if n == 0 { 600 } else { 0 }),
-        ..Data::fast()
-    })
+    let server = server::start(Data::taking(|n| {
+        Duration::from_millis(if n == 0 { 600 } else { 0 })
+    }))
     .await;
     let outcome = run(
         &server.target,
         &Plan {
-            rate: Some(Rate::new(100.0).expect("rate")),
-            users: 1,
-            max_connections: 1,
             max_lag: Duration::from_secs(10),
             requests: Some(60),
             slowest: 60,
-            ..plan("data=1")
+            ..open_plan(100.0, 1)
         },
     )
     .await;

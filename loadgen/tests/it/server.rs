@@ -18,7 +18,7 @@ use axum::{
     routing::{get, post},
 };
 use contract::endpoints;
-use loadgen::{Plan, Reachable, Target, Think};
+use loadgen::{Plan, Rate, Reachable, Target, Think};
 use tokio::{net::TcpListener, sync::oneshot};
 
 /// How `/api/data` answers its `n`th request (from 0): after `latency`, with `status`,
@@ -34,6 +34,14 @@ impl Data {
         Data {
             latency: |_| Duration::ZERO,
             status: StatusCode::OK,
+        }
+    }
+
+    /// Answers with 200 after `latency(n)`.
+    pub fn taking(latency: fn(u64) -> Duration) -> Data {
+        Data {
+            latency,
+            ..Data::fast()
         }
     }
 }
@@ -150,6 +158,17 @@ pub fn plan(mix: &str) -> Plan {
         think: Think::None,
         duration: Some(Duration::from_secs(30)),
         ..Plan::default()
+    }
+}
+
+/// `data=1` in the open model at `per_second`, from one connection up to
+/// `max_connections`.
+pub fn open_plan(per_second: f64, max_connections: u32) -> Plan {
+    Plan {
+        rate: Some(Rate::new(per_second).expect("rate")),
+        users: 1,
+        max_connections,
+        ..plan("data=1")
     }
 }
 

@@ -222,8 +222,9 @@ impl fmt::Display for DownstreamError {
 impl std::error::Error for DownstreamError {}
 
 /// The client's top-level message ("client error (Connect)") hides the useful part
-/// ("Connection refused"); the innermost source says what happened.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+/// ("Connection refused"); the innermost source says what happened. Public for the
+/// other clients of the mesh (xtask's smoke check), which describe a failure the same way.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;

@@ -106,7 +106,9 @@ mod shutdown;
 mod test_support;
 mod tracing_init;
 
-pub use downstream::{DownstreamClient, DownstreamError, DownstreamErrorKind, DownstreamResponse};
+pub use downstream::{
+    DownstreamClient, DownstreamError, DownstreamErrorKind, DownstreamResponse, root_cause,
+};
 pub use error::TelemetryError;
 pub use exemplars::{EXEMPLAR_FILTER_VARIABLE, ExemplarFilter, UnknownExemplarFilter};
 pub use exposition::Format;

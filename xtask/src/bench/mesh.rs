@@ -1,5 +1,5 @@
 //! The benchmark's own mesh: the release binary as seven processes on free loopback
-//! ports, the guide's call graph with no simulated work, and spans exported, made but not
+//! ports, the built-in call graph with no simulated work, and spans exported, made but not
 //! exported, or tracing off.
 //! Separate from `cargo xtask local` so the two never share ports or pid files.
 
@@ -110,7 +110,7 @@ impl BenchMesh {
     }
 }
 
-/// The guide's graph with every `work_ms` removed: what is measured is the mesh's own
+/// The built-in graph with every `work_ms` removed: what is measured is the mesh's own
 /// cost (HTTP, telemetry), not simulated work.
 pub fn write_zero_work_topology(dir: &Path) -> anyhow::Result<ZeroWork> {
     let yaml: String = DEFAULT_TOPOLOGY

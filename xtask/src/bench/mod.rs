@@ -29,7 +29,7 @@ use crate::{
         images::{build_binary, build_image},
     },
     cmd::{Cmd, find_on_path},
-    paths::workspace_root,
+    paths::{BENCH_STATE, BENCH_TOOLS, in_repo, workspace_root},
     supervisor::terminate,
 };
 use load::{Load, Shape};
@@ -87,7 +87,7 @@ const MESH_ENDPOINTS: [Endpoint; 2] = [Endpoint::Action, Endpoint::Data];
 
 impl BenchArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let work = workspace_root().join("target").join("bench");
+        let work = in_repo(BENCH_STATE);
         let output = output_file(&self.output)?;
         let shape = Shape {
             connections: self.connections,
@@ -150,11 +150,8 @@ impl BenchArgs {
         shape: &Shape,
         cores: usize,
     ) -> anyhow::Result<Vec<(&'static str, Result<Load, String>)>> {
-        let oha = load::find_or_install_oha(
-            &workspace_root().join("target").join("bench-tools"),
-            !self.no_install,
-        )
-        .map_err(|e| format!("{e:#}"));
+        let oha = load::find_or_install_oha(&in_repo(BENCH_TOOLS), !self.no_install)
+            .map_err(|e| format!("{e:#}"));
         let wrk = load::find_wrk().map_err(|e| format!("{e:#}"));
 
         let (mut hello, address) = start_server(&binaries.bench_server, "hello", work).await?;
@@ -456,7 +453,7 @@ async fn stop_otlp(otlp: &mut Child) -> anyhow::Result<u64> {
 /// touching a handler (timed), then the image and its size when a Docker engine answers.
 fn image_figures() -> anyhow::Result<ImageFigures> {
     let runner = Runner { dry_run: false };
-    let handler = workspace_root().join("services/mock-service/src/app.rs");
+    let handler = in_repo("services/mock-service/src/app.rs");
     std::fs::File::options()
         .append(true)
         .open(&handler)

@@ -144,7 +144,7 @@ pub fn exchanges_per_request(topology: &Topology, service: &str, route: Route) -
         .sum::<f64>()
 }
 
-/// [`exchanges_per_request`] at the guide's gateway, for the route `endpoint` is.
+/// [`exchanges_per_request`] at the built-in graph's gateway, for the route `endpoint` is.
 fn exchanges_at_gateway(endpoint: Endpoint) -> f64 {
     Route::ALL
         .into_iter()
@@ -666,7 +666,7 @@ mod tests {
 
     #[test]
     fn exchanges_follow_the_call_graph_and_its_probabilities() {
-        // POST /api/action: ten server spans in one trace (the guide's graph).
+        // POST /api/action: ten server spans in one trace (the built-in graph).
         let action = exchanges_at_gateway(Endpoint::Action);
         assert!((action - 10.0).abs() < 1e-9, "{action}");
         // GET /api/data: the gateway, then product-service and inventory-service in 70%.

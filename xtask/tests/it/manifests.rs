@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::support::network_policy::{Pod, selector_matches};
 use contract::topology::Topology;
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -440,45 +441,8 @@ fn check_pod(r: &Rendering, deployment: &Value, problems: &mut Problems) {
     let who = id(deployment);
     let template = &deployment["spec"]["template"];
     let spec = &template["spec"];
-    let labels = labels_at(template, "/metadata/labels");
-    problems.check(
-        labels.get("app").map(String::as_str) == Some(name(deployment)),
-        || format!("{who}: its pods need the label app: {}", name(deployment)),
-    );
-    problems.check(
-        labels.get(PART_OF.0).map(String::as_str) == Some(PART_OF.1),
-        || {
-            format!(
-                "{who}: its pods need the label {}: {}",
-                PART_OF.0, PART_OF.1
-            )
-        },
-    );
-    problems.check(
-        selector_matches(&deployment["spec"]["selector"], &labels)
-            && !labels_at(deployment, "/spec/selector/matchLabels").is_empty(),
-        || format!("{who}: the selector does not select its own pods"),
-    );
-    for field in ["hostNetwork", "hostPID", "hostIPC"] {
-        problems.check(spec.get(field) != Some(&Value::Bool(true)), || {
-            format!("{who}: {field}")
-        });
-    }
-    if name(deployment) == "prometheus" {
-        problems.check(text_at(spec, "/serviceAccountName") == "prometheus", || {
-            format!("{who}: runs as the ServiceAccount prometheus, which may discover pods")
-        });
-        problems.check(
-            spec.get("automountServiceAccountToken") != Some(&Value::Bool(false)),
-            || format!("{who}: Prometheus needs its token for pod discovery"),
-        );
-    } else {
-        problems.check(
-            spec.get("automountServiceAccountToken") == Some(&Value::Bool(false)),
-            || format!("{who}: automountServiceAccountToken: false (it never calls the API)"),
-        );
-    }
-
+    check_pod_labels(deployment, &who, problems);
+    check_pod_privileges(deployment, &who, problems);
     let volumes: BTreeMap<&str, &Value> = array(spec, "/volumes")
         .iter()
         .map(|volume| (text_at(volume, "/name"), volume))
@@ -523,6 +487,54 @@ fn check_pod(r: &Rendering, deployment: &Value, problems: &mut Problems) {
                 )
             });
         }
+    }
+}
+
+/// Its pods' labels (`app`, part-of) and a selector that selects them.
+fn check_pod_labels(deployment: &Value, who: &str, problems: &mut Problems) {
+    let template = &deployment["spec"]["template"];
+    let labels = labels_at(template, "/metadata/labels");
+    problems.check(
+        labels.get("app").map(String::as_str) == Some(name(deployment)),
+        || format!("{who}: its pods need the label app: {}", name(deployment)),
+    );
+    problems.check(
+        labels.get(PART_OF.0).map(String::as_str) == Some(PART_OF.1),
+        || {
+            format!(
+                "{who}: its pods need the label {}: {}",
+                PART_OF.0, PART_OF.1
+            )
+        },
+    );
+    problems.check(
+        selector_matches(&deployment["spec"]["selector"], &labels)
+            && !labels_at(deployment, "/spec/selector/matchLabels").is_empty(),
+        || format!("{who}: the selector does not select its own pods"),
+    );
+}
+
+/// No host namespace; the API token only where it is used (Prometheus's discovery).
+fn check_pod_privileges(deployment: &Value, who: &str, problems: &mut Problems) {
+    let spec = &deployment["spec"]["template"]["spec"];
+    for field in ["hostNetwork", "hostPID", "hostIPC"] {
+        problems.check(spec.get(field) != Some(&Value::Bool(true)), || {
+            format!("{who}: {field}")
+        });
+    }
+    if name(deployment) == "prometheus" {
+        problems.check(text_at(spec, "/serviceAccountName") == "prometheus", || {
+            format!("{who}: runs as the ServiceAccount prometheus, which may discover pods")
+        });
+        problems.check(
+            spec.get("automountServiceAccountToken") != Some(&Value::Bool(false)),
+            || format!("{who}: Prometheus needs its token for pod discovery"),
+        );
+    } else {
+        problems.check(
+            spec.get("automountServiceAccountToken") == Some(&Value::Bool(false)),
+            || format!("{who}: automountServiceAccountToken: false (it never calls the API)"),
+        );
     }
 }
 
@@ -1019,6 +1031,23 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
             || format!("grafana: {probe} GET {path}"),
         );
     }
+    check_grafana_files(r, (grafana, container), &env, problems);
+    for writable in ["/var/lib/grafana", "/tmp"] {
+        problems.check(r.is_empty_dir(grafana, container, writable), || {
+            format!("grafana: {writable} must be an emptyDir (read-only root)")
+        });
+    }
+}
+
+/// Grafana's provisioning files and every dashboard, mounted where its environment says
+/// it reads them, from a ConfigMap an edit reaches.
+fn check_grafana_files(
+    r: &Rendering,
+    (grafana, container): (&Value, &Value),
+    env: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) {
+    let get = |key: &str| env.get(key).map_or("", String::as_str);
     let provisioning = get("GF_PATHS_PROVISIONING");
     for (file, source) in [
         (
@@ -1057,11 +1086,6 @@ fn check_grafana(r: &Rendering, problems: &mut Problems) {
                 .to_owned()
         },
     );
-    for writable in ["/var/lib/grafana", "/tmp"] {
-        problems.check(r.is_empty_dir(grafana, container, writable), || {
-            format!("grafana: {writable} must be an emptyDir (read-only root)")
-        });
-    }
 }
 
 fn check_tracing(r: &Rendering, problems: &mut Problems) {
@@ -1379,32 +1403,6 @@ pub struct Rendering {
     pub docs: Vec<Value>,
 }
 
-/// A Deployment's pods, as network policies see them.
-pub struct Pod<'a> {
-    pub deployment: String,
-    namespace: String,
-    labels: BTreeMap<String, String>,
-    template: &'a Value,
-}
-
-impl Pod<'_> {
-    fn ports(&self) -> Vec<u64> {
-        array(self.template, "/spec/containers")
-            .iter()
-            .flat_map(|c| array(c, "/ports"))
-            .map(|p| number_at(p, "/containerPort"))
-            .collect()
-    }
-
-    fn named_port(&self, name: &str) -> Option<u64> {
-        array(self.template, "/spec/containers")
-            .iter()
-            .flat_map(|c| array(c, "/ports"))
-            .find(|p| text_at(p, "/name") == name)
-            .map(|p| number_at(p, "/containerPort"))
-    }
-}
-
 impl Rendering {
     pub fn file_name(&self) -> String {
         format!("{}.yaml", self.name.replace('/', "-"))
@@ -1517,39 +1515,6 @@ impl Rendering {
             && mount.get("readOnly") != Some(&Value::Bool(true))
     }
 
-    pub fn pods(&self) -> Vec<Pod<'_>> {
-        self.all("Deployment")
-            .map(|d| Pod {
-                deployment: name(d).to_owned(),
-                namespace: namespace(d).to_owned(),
-                labels: labels_at(d, "/spec/template/metadata/labels"),
-                template: &d["spec"]["template"],
-            })
-            .collect()
-    }
-
-    fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        let mut labels = self
-            .get("Namespace", "", ns)
-            .map(|doc| labels_at(doc, "/metadata/labels"))
-            .unwrap_or_default();
-        // Set by the API server on every namespace.
-        labels.insert("kubernetes.io/metadata.name".to_owned(), ns.to_owned());
-        labels
-    }
-
-    /// The ingress policies that select `pod`.
-    fn policies_for<'a>(&'a self, pod: &'a Pod<'_>) -> impl Iterator<Item = &'a Value> + 'a {
-        self.all("NetworkPolicy").filter(move |policy| {
-            namespace(policy) == pod.namespace
-                && selector_matches(&policy["spec"]["podSelector"], &pod.labels)
-                && {
-                    let types = array(policy, "/spec/policyTypes");
-                    types.is_empty() || types.iter().any(|t| t == "Ingress")
-                }
-        })
-    }
-
     /// The Deployments and container ports this rendering admits from outside the pod
     /// network: the kind overlay's NodePorts, nothing in the base.
     fn node_port_backends(&self) -> Vec<(String, u64)> {
@@ -1561,176 +1526,6 @@ impl Rendering {
             .map(|&(_, _, deployment, port)| (deployment.to_owned(), port))
             .collect()
     }
-
-    /// Whether a connection from `from` (`None`: outside the pod network) to `to`'s
-    /// container port `port` is allowed from every address `from` may have: what a
-    /// needed path must be.
-    pub fn ingress_allowed(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
-        self.ingress_allowed_by(from, to, port, Reach::Every, |_| true)
-    }
-
-    /// Whether it is allowed from at least one address `from` may have: what a refused
-    /// path must not be.
-    pub fn ingress_possible(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
-        self.ingress_allowed_by(from, to, port, Reach::Some, |_| true)
-    }
-
-    /// Allowed from every address, counting only the rules that name their sources
-    /// (`from`): whether the connection is let in by a policy written for it, not by one
-    /// open to anyone.
-    fn ingress_allowed_from_named_peers(&self, from: Option<&Pod>, to: &Pod, port: u64) -> bool {
-        self.ingress_allowed_by(from, to, port, Reach::Every, |rule| {
-            !array(rule, "/from").is_empty()
-        })
-    }
-
-    fn ingress_allowed_by(
-        &self,
-        from: Option<&Pod>,
-        to: &Pod,
-        port: u64,
-        reach: Reach,
-        counts: impl Fn(&Value) -> bool,
-    ) -> bool {
-        let mut policies = self.policies_for(to).peekable();
-        if policies.peek().is_none() {
-            return true; // not isolated
-        }
-        policies.any(|policy| {
-            array(policy, "/spec/ingress")
-                .iter()
-                .filter(|rule| counts(rule))
-                .any(|rule| {
-                    let peers = array(rule, "/from");
-                    let from_ok = peers.is_empty()
-                        || peers
-                            .iter()
-                            .any(|peer| self.peer_matches(policy, peer, from, reach));
-                    rule_port_matches(rule, to, port) && from_ok
-                })
-        })
-    }
-
-    fn peer_matches(&self, policy: &Value, peer: &Value, from: Option<&Pod>, reach: Reach) -> bool {
-        if let Some(block) = peer.get("ipBlock") {
-            return ip_block_matches(block, from.is_some(), reach);
-        }
-        let Some(from) = from else { return false };
-        let namespace_ok = match peer.get("namespaceSelector") {
-            Some(selector) => selector_matches(selector, &self.namespace_labels(&from.namespace)),
-            None => from.namespace == namespace(policy),
-        };
-        let pod_ok = peer
-            .get("podSelector")
-            .is_none_or(|selector| selector_matches(selector, &from.labels));
-        namespace_ok && pod_ok
-    }
-}
-
-/// Whether an ingress rule's `ports` include `to`'s container port `port`.
-fn rule_port_matches(rule: &Value, to: &Pod, port: u64) -> bool {
-    let ports = array(rule, "/ports");
-    ports.is_empty()
-        || ports.iter().any(|p| {
-            let protocol_ok = ["", "TCP"].contains(&text_at(p, "/protocol"));
-            let number = match p.get("port") {
-                None => return protocol_ok,
-                Some(Value::String(name)) => to.named_port(name),
-                Some(number) => number.as_u64(),
-            };
-            let end = p.get("endPort").and_then(Value::as_u64);
-            protocol_ok
-                && number
-                    .is_some_and(|n| n == port || end.is_some_and(|end| (n..=end).contains(&port)))
-        })
-}
-
-/// Of the addresses a source may have, how many an ipBlock must admit.
-#[derive(Clone, Copy)]
-enum Reach {
-    Every,
-    Some,
-}
-
-/// Whether an ipBlock admits a pod (any address of the pod subnet) or a source outside
-/// the pod network (any other address), at `reach`. Its `except` entries lie inside its
-/// `cidr` (the API server refuses others).
-fn ip_block_matches(block: &Value, from_a_pod: bool, reach: Reach) -> bool {
-    let pods = kind_pod_subnet();
-    let cidr = Cidr::parse(text_at(block, "/cidr"));
-    let except: Vec<Cidr> = array(block, "/except")
-        .iter()
-        .map(|e| Cidr::parse(e.as_str().unwrap_or_default()))
-        .collect();
-    match (from_a_pod, reach) {
-        (true, Reach::Every) => cidr.contains(pods) && !except.iter().any(|e| e.overlaps(pods)),
-        (true, Reach::Some) => {
-            cidr.overlaps(pods) && !except.iter().any(|e| e.contains(cidr.narrower(pods)))
-        }
-        (false, Reach::Every) => cidr.prefix == 0 && except.iter().all(|e| pods.contains(*e)),
-        (false, Reach::Some) => !pods.contains(cidr) && !except.iter().any(|e| e.contains(cidr)),
-    }
-}
-
-/// An IPv4 CIDR block.
-#[derive(Clone, Copy, Debug)]
-struct Cidr {
-    address: u32,
-    prefix: u32,
-}
-
-impl Cidr {
-    fn parse(text: &str) -> Cidr {
-        let parsed = text.split_once('/').and_then(|(address, prefix)| {
-            let address: std::net::Ipv4Addr = address.parse().ok()?;
-            let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
-            Some(Cidr {
-                address: u32::from(address) & Self::mask(prefix),
-                prefix,
-            })
-        });
-        parsed.unwrap_or_else(|| panic!("{text:?} is not an IPv4 CIDR block"))
-    }
-
-    fn mask(prefix: u32) -> u32 {
-        u32::MAX.checked_shl(32 - prefix).unwrap_or(0)
-    }
-
-    fn contains(self, other: Cidr) -> bool {
-        other.prefix >= self.prefix && other.address & Self::mask(self.prefix) == self.address
-    }
-
-    fn overlaps(self, other: Cidr) -> bool {
-        self.contains(other) || other.contains(self)
-    }
-
-    /// Of two overlapping blocks, the one inside the other: their intersection.
-    fn narrower(self, other: Cidr) -> Cidr {
-        if self.prefix >= other.prefix {
-            self
-        } else {
-            other
-        }
-    }
-}
-
-/// The pod subnet manifests/kind.yaml sets, which the kind overlay's ipBlocks depend on.
-fn kind_pod_subnet() -> Cidr {
-    static SUBNET: OnceLock<Cidr> = OnceLock::new();
-    *SUBNET.get_or_init(read_kind_pod_subnet)
-}
-
-fn read_kind_pod_subnet() -> Cidr {
-    let path = workspace_root().join(KIND_CONFIG);
-    let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read"))
-        .expect("kind.yaml parses");
-    let subnet = text_at(&config, "/networking/podSubnet");
-    assert!(
-        !subnet.is_empty(),
-        "manifests/kind.yaml must set networking.podSubnet: the NodePorts' network policies \
-         admit every address outside it and none inside"
-    );
-    Cidr::parse(subnet)
 }
 
 /// The renderings of every kustomization, or `None` when kubectl is missing outside CI.
@@ -2025,27 +1820,6 @@ pub fn container_port(container: &Value, port: &Value) -> Option<u64> {
             .find(|p| p.get("containerPort") == Some(number)),
     }
     .map(|p| number_at(p, "/containerPort"))
-}
-
-fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    let match_labels = labels_at(selector, "/matchLabels")
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let match_expressions = array(selector, "/matchExpressions").iter().all(|e| {
-        let value = labels.get(text_at(e, "/key"));
-        let values: Vec<&str> = array(e, "/values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        match text_at(e, "/operator") {
-            "In" => value.is_some_and(|v| values.contains(&v.as_str())),
-            "NotIn" => value.is_none_or(|v| !values.contains(&v.as_str())),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            other => panic!("unknown selector operator {other}"),
-        }
-    });
-    match_labels && match_expressions
 }
 
 /// A Kubernetes quantity, in cores or bytes.

@@ -44,6 +44,23 @@ async fn post_action(client: &reqwest::Client, gateway: &str) -> u16 {
     response.status().as_u16()
 }
 
+/// Sets `fault` (a fault spec, JSON) on `service` through its admin API; the admin API's
+/// address, to clear it later.
+async fn inject_fault(client: &reqwest::Client, service: &Service, fault: &str) -> String {
+    let admin = service.wait_for_log("admin API listening").await["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    let answer = client
+        .put(format!("http://{admin}/faults"))
+        .body(fault.to_owned())
+        .send()
+        .await
+        .expect("PUT /faults");
+    assert_eq!(answer.status(), 200);
+    admin
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
     let (receiver, endpoint) = Receiver::start().await;
@@ -144,19 +161,12 @@ async fn one_action_is_one_trace_of_ten_server_spans_across_seven_services() {
     assert_eq!(error_span.attributes["http.response.status_code"], "500");
 
     // An injected latency is an event on the affected server span.
-    let admin = mesh["inventory-service"]
-        .wait_for_log("admin API listening")
-        .await["address"]
-        .as_str()
-        .expect("address")
-        .to_owned();
-    let fault = client
-        .put(format!("http://{admin}/faults"))
-        .body(r#"{"latency_ms": 50, "route": "/api/data"}"#)
-        .send()
-        .await
-        .expect("PUT /faults");
-    assert_eq!(fault.status(), 200);
+    let admin = inject_fault(
+        &client,
+        &mesh["inventory-service"],
+        r#"{"latency_ms": 50, "route": "/api/data"}"#,
+    )
+    .await;
     assert_eq!(post_action(&client, &gateway).await, 200);
     let spans = receiver
         .wait_for("an inventory-service span with the fault event", |spans| {
@@ -306,17 +316,12 @@ async fn sigterm_exports_every_answered_requests_span_and_ends_one_cut_at_the_dr
         answered.push(trace_id_of(&response));
     }
     // A request that outlives the one-second drain: 30 s of injected latency.
-    let admin = service.wait_for_log("admin API listening").await["address"]
-        .as_str()
-        .expect("address")
-        .to_owned();
-    let fault = client
-        .put(format!("http://{admin}/faults"))
-        .body(r#"{"latency_ms": 30000, "route": "/api/data"}"#)
-        .send()
-        .await
-        .expect("PUT /faults");
-    assert_eq!(fault.status(), 200);
+    inject_fault(
+        &client,
+        &service,
+        r#"{"latency_ms": 30000, "route": "/api/data"}"#,
+    )
+    .await;
     let cut = tokio::spawn({
         let client = client.clone();
         let url = url.clone();

@@ -1,8 +1,10 @@
 //! What the test modules share: finding the tools a test needs (or skipping without
 //! them), one lock for the tests that take the local mesh's fixed ports, `cargo xtask
-//! local` run and stopped, and, in submodules, the real OTLP receiver (`otlp`) and the
-//! kind cluster of kubectl and kind stand-ins (`standin`).
+//! local` run and stopped, and, in submodules, the real OTLP receiver (`otlp`), the
+//! kind cluster of kubectl and kind stand-ins (`standin`) and the NetworkPolicy evaluator
+//! (`network_policy`).
 
+pub mod network_policy;
 pub mod otlp;
 pub mod standin;
 pub mod tilt;
