@@ -2,7 +2,7 @@
 //! Each sets up its faults, runs its traffic, says what to look at, and puts back what it
 //! changed on every way out: the end, an error in any step, Ctrl+C (and, should xtask be
 //! killed outright, the faults expire by themselves a minute after the scenario's planned
-//! end). In the cluster, `degradation` also takes the guide's own step, inventory-service
+//! end). In the cluster, `degradation` also takes the classic step too, inventory-service
 //! down to one replica, and scales it back to the count it had. `--verify` runs the
 //! scenario's three phases and checks what it must show (`verify.rs`).
 

@@ -1,4 +1,4 @@
-//! `cargo xtask traffic`: the guide's `generate-traffic.sh`, grown up. The flags, their
+//! `cargo xtask traffic`: realistic traffic to the gateway, as a command. The flags, their
 //! defaults and the output are here; the load itself is the `loadgen` crate's.
 
 mod random_chaos;
@@ -17,7 +17,7 @@ use crate::ports::GATEWAY_URL as GATEWAY;
 #[command(after_help = "\
 Examples:
   cargo xtask traffic --duration 600                 # the default mix, 5 users, 10 minutes
-  DURATION=0 CONCURRENT_USERS=10 cargo xtask traffic # until Ctrl+C, as generate-traffic.sh
+  DURATION=0 CONCURRENT_USERS=10 cargo xtask traffic # 10 users until Ctrl+C (variables work too)
   cargo xtask traffic --preset spike                 # a burst of 200 concurrent actions
   cargo xtask traffic --mix data=1 --think 0 --users 64 --duration 10   # maximum load
   cargo xtask traffic --rate 200 --duration 60 --slo 'p99<2500ms,errors<1%' --json run.json
@@ -130,7 +130,7 @@ pub enum ChaosMode {
     Random,
 }
 
-/// The traffic of the guide's four demos: what is sent, never a fault (the demos
+/// The traffic of the four demo scenarios: what is sent, never a fault (the demos
 /// themselves, with their faults, are `incidents`' table, run by `cargo xtask scenario`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
@@ -145,14 +145,14 @@ pub enum Preset {
 }
 
 impl Preset {
-    /// What the preset sends; no preset is the guide's `generate-traffic.sh`.
+    /// What the preset sends; no preset is the default mix.
     pub fn plan(preset: Option<Preset>) -> Plan {
-        let guide = Plan::default();
+        let default = Plan::default();
         match preset {
-            None | Some(Preset::Degradation) => guide,
+            None | Some(Preset::Degradation) => default,
             Some(Preset::Normal) => Plan {
                 duration: Some(Duration::from_secs(180)),
-                ..guide
+                ..default
             },
             Some(Preset::Spike) => Plan {
                 duration: Some(Duration::from_secs(120)),
@@ -160,7 +160,7 @@ impl Preset {
                 mix: Mix::only(Endpoint::Action),
                 think: Think::None,
                 requests: Some(200),
-                ..guide
+                ..default
             },
             Some(Preset::Errors) => Plan {
                 duration: Some(Duration::from_secs(120)),
@@ -168,7 +168,7 @@ impl Preset {
                 mix: Mix::only(Endpoint::Error),
                 think: Think::Fixed(Duration::from_millis(100)),
                 requests: Some(100),
-                ..guide
+                ..default
             },
         }
     }

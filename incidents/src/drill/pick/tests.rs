@@ -42,7 +42,7 @@ fn the_same_seed_draws_the_same_drill_and_seeds_differ() {
 }
 
 #[test]
-fn the_guides_graph_is_reached_with_its_depths() {
+fn the_built_in_graph_is_reached_with_its_depths() {
     let depths: Vec<(String, usize)> = reached(&Topology::built_in())
         .into_iter()
         .map(|r| (r.service, r.depth))
