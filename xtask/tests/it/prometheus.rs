@@ -281,13 +281,7 @@ pub(crate) async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
 /// (Debian's 0.25) running the project's prometheus/alertmanager.yml.
 #[tokio::test]
 async fn prometheus_delivers_watchdog_to_alertmanager() {
-    let how = "apt-get install prometheus prometheus-alertmanager, or nix develop";
-    let Some(prometheus) = crate::support::require("prometheus", how) else {
-        return;
-    };
-    // Debian names the binary prometheus-alertmanager, nixpkgs alertmanager.
-    let Some(alertmanager) = xtask::cmd::find_on_path("alertmanager")
-        .or_else(|| crate::support::require("prometheus-alertmanager", how))
+    let Some((prometheus, alertmanager)) = crate::support::require_prometheus_and_alertmanager()
     else {
         return;
     };

@@ -178,12 +178,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn every_scenario_verifies_and_one_without_its_fault_fails_naming_what_was_not_seen() {
-    let how = "apt-get install prometheus prometheus-alertmanager, or nix develop";
-    let Some(prometheus) = crate::support::require("prometheus", how) else {
-        return;
-    };
-    let Some(alertmanager) = xtask::cmd::find_on_path("alertmanager")
-        .or_else(|| crate::support::require("prometheus-alertmanager", how))
+    let Some((prometheus, alertmanager)) = crate::support::require_prometheus_and_alertmanager()
     else {
         return;
     };

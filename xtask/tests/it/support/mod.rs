@@ -58,6 +58,16 @@ pub fn require(program: &str, how: &str) -> Option<PathBuf> {
     found
 }
 
+/// Prometheus and Alertmanager, or `SKIPPED:` naming the one missing. Debian names
+/// Alertmanager's binary `prometheus-alertmanager`, nixpkgs `alertmanager`.
+pub fn require_prometheus_and_alertmanager() -> Option<(PathBuf, PathBuf)> {
+    let how = "apt-get install prometheus prometheus-alertmanager, or nix develop";
+    let prometheus = require("prometheus", how)?;
+    let alertmanager = xtask::cmd::find_on_path("alertmanager")
+        .or_else(|| require("prometheus-alertmanager", how))?;
+    Some((prometheus, alertmanager))
+}
+
 /// Whether a Docker engine answers (`docker info`); [`skip`] when none does.
 pub fn require_docker() -> bool {
     let answers = Command::new("docker")
