@@ -100,10 +100,14 @@ fn panels(dashboard: &Json) -> Vec<&Json> {
 }
 
 /// A panel's query as Prometheus can run it: Grafana's `$service` set, its
-/// `$__rate_interval` a minute; with `window`, every range selector (`[5m]`) that long
-/// instead (short phases, and a test's short rule windows).
+/// `$__rate_interval` a minute (`$__interval` 15 s, the scrape interval, and `$__range`
+/// five minutes, the dashboards' default range); with `window`, every range selector
+/// (`[5m]`) that long instead (short phases, and a test's short rule windows).
 pub fn runnable(expr: &str, service: Option<&str>, window: Option<&str>) -> String {
-    let mut expr = expr.replace("$__rate_interval", "1m");
+    let mut expr = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m");
     if let Some(service) = service {
         expr = expr
             .replace("${service}", service)

@@ -65,10 +65,8 @@ impl ChaosArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let mesh = RunningMesh::find(self.cluster);
         if self.service == "status" {
-            for name in mesh.services()? {
-                for line in show(&mesh, &name).await? {
-                    println!("{line}");
-                }
+            for line in status(&mesh).await? {
+                println!("{line}");
             }
             return Ok(());
         }
@@ -169,19 +167,59 @@ async fn clear(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>>
     .await
 }
 
-/// What every replica of `service` has now.
-pub async fn show(mesh: &RunningMesh, service: &str) -> anyhow::Result<Vec<String>> {
-    each_replica(mesh, service, |client, base| async move {
-        client.get(format!("{base}{}", admin::FAULTS)).send().await
-    })
-    .await
+/// What every replica of every service has now; one line in all while a drill's hidden
+/// fault is in force, since a line per service would point at the one that has it.
+async fn status(mesh: &RunningMesh) -> anyhow::Result<Vec<String>> {
+    let mut replicas = Vec::new();
+    for service in mesh.services()? {
+        let shown = each_replica_status(mesh, &service, |client, base| async move {
+            client.get(format!("{base}{}", admin::FAULTS)).send().await
+        })
+        .await?;
+        replicas.extend(shown);
+    }
+    if replicas.iter().any(|(_, now)| now.hidden) {
+        return Ok(vec![HIDDEN.to_owned()]);
+    }
+    Ok(replicas
+        .iter()
+        .map(|(replica, now)| line(replica, now))
+        .collect())
 }
 
+/// What `status` says while a quiet fault is in force.
+const HIDDEN: &str = "A drill is running: its fault is hidden, so no service's fault is shown \
+                      (`cargo xtask drill give-up` reveals it and clears it).";
+
+/// "inventory-service (pid 4242): latency 300 ms, until cleared".
+fn line(replica: &str, now: &FaultStatus) -> String {
+    format!("{}: {}", replica, describe(now))
+}
+
+/// A line per replica of `service` saying what it has after `request`.
 async fn each_replica<F, Fut>(
     mesh: &RunningMesh,
     service: &str,
     request: F,
 ) -> anyhow::Result<Vec<String>>
+where
+    F: Fn(reqwest::Client, String) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let statuses = each_replica_status(mesh, service, request).await?;
+    Ok(statuses
+        .iter()
+        .map(|(replica, now)| line(replica, now))
+        .collect())
+}
+
+/// `request` sent to every replica of `service`'s admin API: each replica
+/// ("inventory-service (pid 4242)") and what it has now.
+async fn each_replica_status<F, Fut>(
+    mesh: &RunningMesh,
+    service: &str,
+    request: F,
+) -> anyhow::Result<Vec<(String, FaultStatus)>>
 where
     F: Fn(reqwest::Client, String) -> Fut,
     Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
@@ -219,7 +257,7 @@ where
                 api.replica
             )
         })?;
-        lines.push(format!("{service} ({}): {}", api.replica, describe(&now)));
+        lines.push((format!("{service} ({})", api.replica), now));
     }
     Ok(lines)
 }
@@ -241,6 +279,9 @@ fn refusal(body: &str) -> String {
 /// "latency 300 ms, errors 20% (503), for 118 s more" or "no fault": each kind in force
 /// as the contract's list describes it, then the options.
 fn describe(status: &FaultStatus) -> String {
+    if status.hidden {
+        return "a hidden fault (a drill's)".into();
+    }
     let Some(fault) = &status.fault else {
         return "no fault".into();
     };
@@ -343,12 +384,21 @@ mod tests {
             service: "inventory-service".into(),
             fault,
             seconds_left,
+            hidden: false,
         }
     }
 
     #[test]
     fn describe_says_no_fault_when_there_is_none() {
         assert_eq!(describe(&status(None, None)), "no fault");
+    }
+
+    #[test]
+    fn a_hidden_fault_is_described_as_hidden_and_nothing_more() {
+        let body = r#"{"service": "inventory-service", "fault": null, "seconds_left": null,
+            "hidden": true}"#;
+        let now: FaultStatus = serde_json::from_str(body).expect("a status");
+        assert_eq!(describe(&now), "a hidden fault (a drill's)");
     }
 
     #[test]
@@ -457,6 +507,7 @@ mod tests {
                 unreachable: None,
                 route: Some("/api/data".into()),
                 for_seconds: Some(120),
+                quiet: false,
             }
         );
         assert_eq!(flag_of("error_status"), "status");

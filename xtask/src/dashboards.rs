@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use incidents::panels::runnable;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -61,16 +62,6 @@ const FAULT_AFFECTED: [&str; 3] = ["http_request", "downstream_request", "busine
 
 /// The services' gauge of faults in force: 1 per `service_name` and `kind` while active.
 pub const FAULT_METRIC: &str = "fault_active";
-
-/// The values Grafana substitutes into queries, for evaluating them outside Grafana.
-/// `$service` takes `service`.
-pub fn substitute(expr: &str, service: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
-        .replace("$__interval", "15s")
-        .replace("$__range", "5m")
-        .replace("${service}", service)
-        .replace("$service", service)
-}
 
 /// `grafana/dashboards/`, absolute: the dashboards Grafana provisions.
 pub fn dashboards_dir() -> PathBuf {
@@ -129,7 +120,7 @@ fn panels(dashboard: &Value) -> Vec<&Value> {
 }
 
 /// Every Prometheus annotation query of every dashboard, as Grafana would run it (with
-/// its variables still in: see [`substitute`]).
+/// its variables still in: see [`runnable`]).
 pub fn annotation_queries(dashboards: &[(PathBuf, Value)]) -> Vec<AnnotationQuery> {
     let mut queries = Vec::new();
     for (_, dashboard) in dashboards {
@@ -357,7 +348,7 @@ impl DashboardLint<'_> {
     /// it does not parse.
     fn selected_metrics(&mut self, at: &str, expr: &str) -> Option<BTreeSet<String>> {
         let read = self.promql?;
-        read(&substitute(expr, "gateway-service"))
+        read(&runnable(expr, Some("gateway-service"), None))
             .map_err(|error| {
                 self.problems
                     .push(format!("{at}: the query does not parse ({error}): {expr}"));
@@ -408,7 +399,7 @@ pub fn promql_syntax_problems(queries: &[(String, String)]) -> anyhow::Result<Op
         .iter()
         .enumerate()
         .map(|(index, (_, expr))| {
-            serde_json::json!({ "record": rule_name(index), "expr": substitute(expr, "gateway-service") })
+            serde_json::json!({ "record": rule_name(index), "expr": runnable(expr, Some("gateway-service"), None) })
         })
         .collect();
     // A name of its own for each check, even for two at once in one process (the tests).

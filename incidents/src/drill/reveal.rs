@@ -1,8 +1,8 @@
 //! What a drill's reveal points at: for each kind of fault, the dashboard panel that
-//! shows it (its PromQL is read from the dashboard itself), and the words of the log line
-//! a faulted request leaves in the faulted service's log.
+//! shows it (its PromQL is read from the dashboard itself), and which lines of the
+//! faulted service's log show the fault at work.
 
-use contract::admin::FaultKind;
+use contract::{admin::FaultKind, endpoints};
 
 /// A panel of a committed dashboard (`grafana/dashboards/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +45,30 @@ pub fn panel(kind: FaultKind) -> PanelRef {
     }
 }
 
-/// The words every log line of an injected fault starts with (mock-service's
-/// `faults.rs` writes "fault injected: added latency", "...: error answer", "...:
-/// dependency treated as unreachable"), at level WARN, with the request's trace id.
-pub const LOG_MARKER: &str = "fault injected";
+/// How telling a line of the faulted service's JSON log is of a fault of `kind`, or
+/// `None` when it shows nothing of it. A drill's fault is quiet (no "fault injected"
+/// line), so these are the request's ordinary lines, as a learner reading `cargo xtask
+/// logs SERVICE` would spot them: for latency, a request on a route that does real work
+/// served in 100 ms or more (the slower, the more telling); for an error, a 5xx the
+/// service answered itself (not a 502 passed on, not `/api/error`'s by design); for an
+/// unreachable dependency, a call that failed without an answer.
+pub fn telling(kind: FaultKind, line: &serde_json::Value) -> Option<f64> {
+    let served = line["message"] == "request served";
+    let route = line["route"].as_str().unwrap_or_default();
+    let status = line["status"].as_u64().unwrap_or_default();
+    match kind {
+        FaultKind::Latency => {
+            let ms = line["duration_ms"].as_f64()?;
+            (served && [endpoints::DATA, endpoints::ACTION].contains(&route) && ms >= 100.0)
+                .then_some(ms)
+        }
+        FaultKind::Error => {
+            (served && (500..=599).contains(&status) && status != 502 && route != endpoints::ERROR)
+                .then_some(1.0)
+        }
+        FaultKind::Unreachable => (line["message"] == "downstream call failed").then_some(1.0),
+    }
+}
 
 /// What to look at first, by kind, once the service is known.
 pub fn hint(kind: FaultKind) -> &'static str {
@@ -69,6 +89,39 @@ pub fn hint(kind: FaultKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn telling_lines_are_the_effects_of_the_kind_and_nothing_else() {
+        let served = |route: &str, status: u64, ms: f64| json!({"message": "request served", "route": route, "status": status, "duration_ms": ms});
+        let failed =
+            json!({"message": "downstream call failed", "dependency": "inventory-service"});
+        let cases = [
+            (
+                FaultKind::Latency,
+                served("/api/data", 200, 450.0),
+                Some(450.0),
+            ),
+            (
+                FaultKind::Latency,
+                served("/api/action", 502, 120.0),
+                Some(120.0),
+            ),
+            (FaultKind::Latency, served("/api/data", 200, 20.0), None),
+            (FaultKind::Latency, served("/api/slow", 200, 900.0), None),
+            (FaultKind::Error, served("/api/data", 500, 3.0), Some(1.0)),
+            (FaultKind::Error, served("/api/action", 503, 3.0), Some(1.0)),
+            (FaultKind::Error, served("/api/data", 502, 3.0), None),
+            (FaultKind::Error, served("/api/error", 500, 3.0), None),
+            (FaultKind::Error, served("/api/data", 200, 3.0), None),
+            (FaultKind::Unreachable, failed.clone(), Some(1.0)),
+            (FaultKind::Unreachable, served("/api/data", 502, 3.0), None),
+            (FaultKind::Error, failed, None),
+        ];
+        for (kind, line, expected) in cases {
+            assert_eq!(telling(kind, &line), expected, "{kind:?} {line}");
+        }
+    }
 
     #[test]
     fn every_kind_has_a_panel_in_a_committed_dashboard() {

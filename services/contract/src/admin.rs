@@ -47,6 +47,13 @@ pub struct FaultSpec {
     /// Back to normal after this many seconds (default: until cleared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_seconds: Option<u64>,
+    /// Not announced: the service behaves as the fault says, but leaves it out of
+    /// `fault_active` and `fault_injections_total`, writes no "fault injected" line or
+    /// span event, answers its errors as a plain failure, and the admin API shows it only
+    /// as hidden ([`FaultStatus::hidden`]). What `cargo xtask drill` injects, so that the
+    /// learner finds it from its effects, not from its announcement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
 }
 
 /// Added latency in milliseconds: `300`, or `[100, 500]` drawn uniformly.
@@ -360,12 +367,16 @@ pub struct Invalid {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultStatus {
     pub service: String,
-    /// `null` when the service runs normally.
+    /// `null` when the service runs normally, or when its fault is hidden.
     pub fault: Option<FaultSpec>,
     /// Seconds until the fault ends by itself; `null` when it lasts until cleared (or
-    /// there is none).
+    /// there is none, or it is hidden).
     #[serde(default)]
     pub seconds_left: Option<u64>,
+    /// A [`FaultSpec::quiet`] fault is in force: neither it nor its expiry is shown
+    /// (`DELETE` still clears it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 /// The answer (400) to a `PUT` of a fault that is not valid: nothing was applied.

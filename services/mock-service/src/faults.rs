@@ -1,6 +1,8 @@
 //! Runtime fault injection: added latency, an error ratio with a chosen status, a
-//! dependency treated as unreachable, optionally on one route only, with an expiry. Set
-//! through the admin API (`admin_app`), served on a port that no Service exposes.
+//! dependency treated as unreachable, optionally on one route only, with an expiry,
+//! announced (metrics, log lines, span events) or quiet (a drill's: only its effects
+//! show). Set through the admin API (`admin_app`), served on a port that no Service
+//! exposes.
 
 use std::{
     fmt,
@@ -80,8 +82,14 @@ impl Faults {
         registry.register_collector(Box::new(ActiveFaults(self.clone())));
     }
 
-    fn count(&self, kind: FaultKind) {
-        self.injections.get_or_create(&kind_label(kind)).inc();
+    /// Counts an injection of `kind` and says whether to write its line (an event on the
+    /// request's span): neither for a quiet fault, whose request's ordinary signals are
+    /// all there is to see.
+    fn announce(&self, spec: &FaultSpec, kind: FaultKind) -> bool {
+        if !spec.quiet {
+            self.injections.get_or_create(&kind_label(kind)).inc();
+        }
+        !spec.quiet
     }
 
     /// The fault in force, and how long it has left; an expired fault is gone.
@@ -123,11 +131,11 @@ impl Faults {
 
     /// Whether calls to `dependency` must fail now (counted as an injection).
     pub fn unreachable(&self, dependency: &str, route: &str) -> bool {
-        let hit = self.current().is_some_and(|(spec, _)| {
-            spec.applies_to(route) && spec.unreachable.as_deref() == Some(dependency)
-        });
-        if hit {
-            self.count(FaultKind::Unreachable);
+        let Some((spec, _)) = self.current() else {
+            return false;
+        };
+        let hit = spec.applies_to(route) && spec.unreachable.as_deref() == Some(dependency);
+        if hit && self.announce(&spec, FaultKind::Unreachable) {
             tracing::warn!(
                 fault.kind = FaultKind::Unreachable.about().name,
                 dependency,
@@ -141,13 +149,18 @@ impl Faults {
 /// `fault_active{kind}`: 1 for each kind of the fault in force, 0 for the others, every
 /// kind's series always present. Read from the fault itself at each scrape, so a fault
 /// that expired (faults expire lazily, on their next read) already reads 0: dashboards
-/// annotate faults from this series, for exactly as long as they were in force.
+/// annotate faults from this series, for exactly as long as they were in force. A quiet
+/// fault reads 0.
 #[derive(Debug)]
 struct ActiveFaults(Faults);
 
 impl Collector for ActiveFaults {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let current = self.0.current().map(|(spec, _)| spec);
+        let current = self
+            .0
+            .current()
+            .map(|(spec, _)| spec)
+            .filter(|spec| !spec.quiet);
         let help = format!(
             "1 for each kind of fault ({}) in force in this service, else 0.",
             FaultKind::list(|about| about.name.into())
@@ -180,12 +193,13 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     }
     if let Some(latency) = spec.latency_ms {
         let delay = pick(latency);
-        faults.count(FaultKind::Latency);
-        tracing::warn!(
-            fault.kind = FaultKind::Latency.about().name,
-            delay_ms = delay.as_millis() as u64,
-            "fault injected: added latency"
-        );
+        if faults.announce(&spec, FaultKind::Latency) {
+            tracing::warn!(
+                fault.kind = FaultKind::Latency.about().name,
+                delay_ms = delay.as_millis() as u64,
+                "fault injected: added latency"
+            );
+        }
         tokio::time::sleep(delay).await;
     }
     if let Some(rate) = spec.error_rate
@@ -193,13 +207,19 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     {
         let status = StatusCode::from_u16(spec.error_status.unwrap_or(DEFAULT_ERROR_STATUS))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        faults.count(FaultKind::Error);
-        tracing::warn!(
-            fault.kind = FaultKind::Error.about().name,
-            status = status.as_u16(),
-            "fault injected: error answer"
-        );
-        let body = json!({ "error": "injected fault", "status": status.as_u16(), "detail": "set through the admin API (cargo xtask chaos)" });
+        let code = status.as_u16();
+        if faults.announce(&spec, FaultKind::Error) {
+            tracing::warn!(
+                fault.kind = FaultKind::Error.about().name,
+                status = code,
+                "fault injected: error answer"
+            );
+        }
+        let body = if spec.quiet {
+            json!({ "error": status.canonical_reason().unwrap_or("error"), "status": code })
+        } else {
+            json!({ "error": "injected fault", "status": code, "detail": "set through the admin API (cargo xtask chaos)" })
+        };
         return (status, Json(body)).into_response();
     }
     next.run(request).await
@@ -215,14 +235,18 @@ pub fn admin_app(faults: Faults, service: String) -> Router {
 
 type AdminState = State<(Faults, Arc<String>)>;
 
+/// The fault in force as the admin API shows it: a quiet one only as hidden.
 fn describe(faults: &Faults, service: &str) -> FaultStatus {
     let current = faults.current();
+    let hidden = current.as_ref().is_some_and(|(spec, _)| spec.quiet);
+    let shown = current.filter(|_| !hidden);
     FaultStatus {
         service: service.to_owned(),
-        seconds_left: current
+        seconds_left: shown
             .as_ref()
             .and_then(|(_, left)| left.map(|d| d.as_secs_f64().ceil() as u64)),
-        fault: current.map(|(spec, _)| spec),
+        fault: shown.map(|(spec, _)| spec),
+        hidden,
     }
 }
 
@@ -241,8 +265,11 @@ async fn replace(State((faults, service)): AdminState, body: Bytes) -> Response 
     match faults.set(spec) {
         Ok(()) => {
             let status = describe(&faults, &service);
-            let fault = serde_json::to_string(&status.fault).unwrap_or_default();
-            tracing::info!(fault, "fault set");
+            // A quiet fault's line would name it in the log a drill's learner reads.
+            if !status.hidden {
+                let fault = serde_json::to_string(&status.fault).unwrap_or_default();
+                tracing::info!(fault, "fault set");
+            }
             Json(status).into_response()
         }
         Err(invalid) => {

@@ -1,11 +1,12 @@
 //! The end of a drill: the score, the fault, the panel that shows it, a trace that went
-//! through it and the log line that gives it away; the outcome added to the history.
+//! through it and the faulted service's log line that shows it; the outcome added to the
+//! history.
 
 use std::time::{Duration, SystemTime};
 
 use incidents::{
     Tools,
-    drill::{self, Answer, Drill, Outcome, reveal::LOG_MARKER},
+    drill::{self, Answer, Drill, Outcome},
     panels,
     tools::{Api, encode},
 };
@@ -103,9 +104,9 @@ fn panel_lines(drill: &Drill, tools: &Tools) -> Vec<String> {
 }
 
 /// A trace through the fault, and the faulted service's log line of it. The trace is an
-/// exemplar of the faulted service from Prometheus (one whose request the fault changed,
-/// when the local logs say which), else a request the fault changed (its log), else
-/// the slowest failed or slowest request of the drill's traffic.
+/// exemplar of the faulted service from Prometheus whose request shows the fault in the
+/// local log, else the request whose log line shows it best, else any exemplar of the
+/// faulted service, else the slowest failed or slowest request of the drill's traffic.
 async fn trace_lines(
     mesh: &RunningMesh,
     drill: &Drill,
@@ -114,7 +115,7 @@ async fn trace_lines(
     prometheus: Option<&Api>,
 ) -> Vec<String> {
     let logged = match mesh {
-        RunningMesh::Local(_) => fault_log_lines(&drill.service, started),
+        RunningMesh::Local(_) => telling_log_lines(drill, started),
         RunningMesh::Cluster => Vec::new(),
     };
     let exemplars = match prometheus {
@@ -124,10 +125,10 @@ async fn trace_lines(
     let faulted = |trace: &String| logged.iter().any(|(id, _)| id == trace);
     let (trace, source) = if let Some(trace) = exemplars.iter().find(|t| faulted(t)) {
         (trace.clone(), "an exemplar from Prometheus")
+    } else if let Some((trace, _)) = logged.first() {
+        (trace.clone(), "a request the fault changed, from its log")
     } else if let Some(trace) = exemplars.first() {
         (trace.clone(), "an exemplar from Prometheus")
-    } else if let Some((trace, _)) = logged.last() {
-        (trace.clone(), "a request the fault changed, from its log")
     } else if let Some(trace) = traffic.and_then(slowest_trace) {
         (trace, "one of the drill's slowest requests")
     } else {
@@ -140,13 +141,12 @@ async fn trace_lines(
     ];
     let line = logged
         .iter()
-        .rev()
         .find(|(id, _)| *id == trace)
-        .or(logged.last());
+        .or(logged.first());
     if let Some((_, line)) = line {
         lines.push(format!(
-            "The log line that gives it away ({}):",
-            drill.service
+            "The log line that shows it ({}; `cargo xtask logs {} --since 5m`):",
+            drill.service, drill.service
         ));
         lines.push(format!("  {line}"));
     }
@@ -181,20 +181,30 @@ async fn exemplars(api: &Api, service: &str, since: SystemTime) -> Vec<String> {
     found.into_iter().map(|(_, trace)| trace).collect()
 }
 
-/// The trace id and text of each line in `service`'s local log that an injected fault
-/// wrote since `since`, in order.
-fn fault_log_lines(service: &str, since: SystemTime) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(log_file(service)) else {
+/// The trace id and text of each line of the faulted service's local log since `since`
+/// that shows the drill's kind of fault at work, the most telling first.
+fn telling_log_lines(drill: &Drill, since: SystemTime) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(log_file(&drill.service)) else {
         return Vec::new();
     };
     let lines = text
         .lines()
-        .map(|line| logs::parse(service, line))
+        .map(|line| logs::parse(&drill.service, line))
         .collect();
-    logs::select(lines, Some(since), None)
+    let mut telling: Vec<(f64, String, String)> = logs::select(lines, Some(since), None)
         .into_iter()
-        .filter(|line| line.text.contains(LOG_MARKER))
-        .filter_map(|line| logs::trace_id(&line.text).map(|trace| (trace, line.text)))
+        .filter_map(|line| {
+            let json: Json = serde_json::from_str(&line.text).ok()?;
+            let weight = drill::reveal::telling(drill.kind, &json)?;
+            let trace = logs::trace_id(&line.text)?;
+            Some((weight, trace, line.text))
+        })
+        .collect();
+    // Stable: among equally telling lines, the earliest first.
+    telling.sort_by(|a, b| b.0.total_cmp(&a.0));
+    telling
+        .into_iter()
+        .map(|(_, trace, text)| (trace, text))
         .collect()
 }
 

@@ -63,6 +63,8 @@ pub async fn run(mesh: RunningMesh, settings: Settings) -> anyhow::Result<()> {
     let spec = FaultSpec {
         // Should xtask be killed outright, the fault still ends by itself.
         for_seconds: Some(settings.duration.as_secs() + 60),
+        // No panel, annotation, log line or `chaos status` names it: only its effects.
+        quiet: true,
         ..drill.spec.clone()
     };
     chaos::apply(&mesh, &drill.service, Some(&spec))
@@ -151,8 +153,8 @@ fn brief(mesh: &RunningMesh, drill: &Drill, settings: &Settings) {
          Prometheus  http://localhost:9090\n  \
          Jaeger      http://localhost:16686\n  \
          Logs        cargo xtask logs SERVICE --since 5m   and   cargo xtask logs --trace TRACE_ID\n\
-         No peeking: the \"Injected faults\" panels, the \"Fault active\" annotations and\n\
-         `cargo xtask chaos status` name the fault.\n\
+         The fault is quiet: no \"Injected faults\" panel, \"Fault active\" annotation, log line\n\
+         or `cargo xtask chaos status` names it. Its effects are all there is to see.\n\
          Answer: type SERVICE KIND here (KIND: {}), or in another terminal\n  \
          cargo xtask drill answer SERVICE KIND\n\
          or reveal it: cargo xtask drill give-up",

@@ -5,6 +5,7 @@
 
 use std::{collections::BTreeSet, process::Command};
 
+use incidents::panels::runnable;
 use promql_parser::{
     parser::Expr,
     util::{ExprVisitor, walk_expr},
@@ -13,7 +14,7 @@ use serde_json::Value;
 use xtask::{
     dashboards::{
         FAULT_METRIC, annotation_queries, dashboards_dir, lint, load, located_queries,
-        panel_queries, promql_syntax_problems, provisioned_datasource_uids, substitute,
+        panel_queries, promql_syntax_problems, provisioned_datasource_uids,
     },
     paths::workspace_root,
 };
@@ -35,7 +36,7 @@ fn selected_metrics(expr: &str) -> Result<BTreeSet<String>, String> {
             Ok(true)
         }
     }
-    let parsed = promql_parser::parser::parse(&substitute(expr, "gateway-service"))?;
+    let parsed = promql_parser::parser::parse(&runnable(expr, Some("gateway-service"), None))?;
     let mut names = Names(BTreeSet::new());
     let Ok(_) = walk_expr(&mut names, &parsed);
     Ok(names.0)
@@ -349,7 +350,7 @@ fn fault_annotations_mark_exactly_the_faults_in_force() {
     let inventory_latency = r#"{kind="latency",service_name="inventory-service"}"#;
     let mut cases = String::new();
     for query in annotation_queries(&load(&dashboards_dir()).expect("dashboards")) {
-        let expr = substitute(&query.expr, "payment-service");
+        let expr = runnable(&query.expr, Some("payment-service"), None);
         let during: Vec<&str> = if query.dashboard == "Mesh / Service" {
             vec![payment_error]
         } else {

@@ -6,6 +6,7 @@
 //! port behind. CI installs the tools (`.ci/run`); elsewhere the test is skipped,
 //! loudly, when Prometheus is missing.
 
+use incidents::panels::runnable;
 use std::{
     collections::BTreeSet,
     process::{Command, Stdio},
@@ -157,7 +158,7 @@ fn faults_are_set_shown_and_always_cleared() {
 /// Every query of every panel, with Grafana's variables substituted (`$service` by each
 /// of the seven services), returns at least one series from the real Prometheus.
 fn every_dashboard_query_returns_data() {
-    use xtask::dashboards::{dashboards_dir, load, panel_queries, substitute};
+    use xtask::dashboards::{dashboards_dir, load, panel_queries};
 
     // The recording rules are evaluated every 5 s: wait for their first results.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -184,7 +185,7 @@ fn every_dashboard_query_returns_data() {
         };
         for service in values {
             let label = format!("{} / {} (service={service})", query.dashboard, query.panel);
-            pending.push((label, substitute(&query.expr, service)));
+            pending.push((label, runnable(&query.expr, Some(service), None)));
         }
     }
     let evaluated = pending.len();
@@ -223,14 +224,14 @@ fn every_dashboard_query_returns_data() {
 /// While `service` has a fault, every annotation query of every dashboard (`$service`
 /// set to it) returns the fault's series from the real Prometheus, naming the service.
 fn every_annotation_marks_the_fault(service: &str) {
-    use xtask::dashboards::{annotation_queries, dashboards_dir, load, substitute};
+    use xtask::dashboards::{annotation_queries, dashboards_dir, load};
 
     let queries = annotation_queries(&load(&dashboards_dir()).expect("dashboards"));
     assert!(!queries.is_empty(), "no dashboard has an annotation");
     // The gauge is scraped every 5 s.
     let deadline = Instant::now() + Duration::from_secs(30);
     for query in &queries {
-        let expr = substitute(&query.expr, service);
+        let expr = runnable(&query.expr, Some(service), None);
         loop {
             let response = prometheus_query(&expr);
             let marks = response["data"]["result"]

@@ -1,6 +1,6 @@
 //! Fault injection through the admin API, driven with `oneshot`: validated whole (a bad
 //! request changes nothing), applied on the request path, visible in metrics, expiring
-//! by itself.
+//! by itself; a quiet fault acts the same and announces nothing.
 
 use std::time::Duration;
 
@@ -253,4 +253,109 @@ async fn fault_active_shows_the_kinds_in_force_until_cleared_or_expired() {
     tokio::time::advance(Duration::from_secs(6)).await;
     // Nothing read the fault since it expired: the scrape itself sees that it is over.
     assert_eq!(fault_active(&state), [0.0, 0.0, 0.0], "expired");
+}
+
+/// Every line the service logs while `state`'s quiet `fault` is set and `request` is
+/// sent, with what the request got and the metrics after it.
+async fn quietly(
+    state: &AppState,
+    fault: Value,
+    request: (&str, &str),
+) -> (StatusCode, Value, String, String) {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || LineSink(writer.clone()))
+        .finish();
+    // The test's runtime runs on this thread only: every line of the request comes here.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let (status, set) = send(&admin(state), "PUT", "/faults", fault.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(
+        (&set["hidden"], &set["fault"], &set["seconds_left"]),
+        (&json!(true), &Value::Null, &Value::Null),
+        "the PUT's answer hides it too"
+    );
+    let (status, body) = send(&app(state.clone()), request.0, request.1, Body::empty()).await;
+    let logged = String::from_utf8_lossy(&lines.lock().expect("lines")).into_owned();
+    (status, body, logged, text_metrics(state))
+}
+
+struct LineSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LineSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lines").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a learner must not see of a quiet fault: no metric counts or shows it, no line
+/// names it, the admin API only says a fault is hidden.
+fn assert_unannounced(state: &AppState, logged: &str, metrics: &str) {
+    assert_eq!(fault_active(state), [0.0, 0.0, 0.0], "{metrics}");
+    assert_eq!(
+        sample_sum(metrics, "fault_injections_total", &[]),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        !logged.contains("fault") && !logged.contains("injected"),
+        "{logged}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_fault_acts_the_same_and_announces_nothing() {
+    let state = state("user-service", &[]);
+    let fault = json!({ "latency_ms": 300, "error_rate": 1.0, "error_status": 503, "for_seconds": 60, "quiet": true });
+    let started = tokio::time::Instant::now();
+    let (status, body, logged, metrics) = quietly(&state, fault, ("GET", "/api/data")).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body,
+        json!({ "error": "Service Unavailable", "status": 503 })
+    );
+    assert_unannounced(&state, &logged, &metrics);
+    let user = [("service_name", "user-service"), ("status", "503")];
+    assert_eq!(sample_sum(&metrics, "http_requests_total", &user), 1.0);
+
+    let admin = admin(&state);
+    let (_, shown) = send(&admin, "GET", "/faults", Body::empty()).await;
+    assert_eq!(
+        shown,
+        json!({ "service": "user-service", "fault": null, "seconds_left": null, "hidden": true })
+    );
+    let (_, cleared) = send(&admin, "DELETE", "/faults", Body::empty()).await;
+    assert_eq!(
+        cleared,
+        json!({ "service": "user-service", "fault": null, "seconds_left": null })
+    );
+    assert_eq!(
+        send(&app(state), "GET", "/api/data", Body::empty()).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_unreachable_dependency_shows_only_in_the_calls() {
+    let state = state(
+        "payment-service",
+        &[("notification-service", "http://127.0.0.1:9")],
+    );
+    let fault = json!({ "unreachable": "notification-service", "quiet": true });
+    let (status, body, logged, metrics) = quietly(&state, fault, ("POST", "/api/action")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_unannounced(&state, &logged, &metrics);
+    let failed = [("service", "notification-service"), ("status", "error")];
+    assert_eq!(
+        sample_sum(&metrics, "downstream_requests_total", &failed),
+        1.0
+    );
+    assert!(logged.contains("downstream call failed"), "{logged}");
 }
