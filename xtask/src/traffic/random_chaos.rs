@@ -18,6 +18,10 @@ use crate::{chaos, mesh::RunningMesh};
 pub async fn run(seed: u64, force_cluster: bool, mut done: watch::Receiver<bool>) {
     let mesh = RunningMesh::find(force_cluster);
     let (services, topology) = match mesh.services().and_then(|s| Ok((s, mesh.topology()?))) {
+        Ok((services, _)) if services.is_empty() => {
+            eprintln!("[chaos] not injecting faults: the mesh has no service");
+            return;
+        }
         Ok(found) => found,
         Err(error) => {
             eprintln!("[chaos] not injecting faults: {error:#}");
