@@ -189,7 +189,8 @@ async fn status(mesh: &RunningMesh) -> anyhow::Result<Vec<String>> {
 
 /// What `status` says while a quiet fault is in force.
 const HIDDEN: &str = "A drill is running: its fault is hidden, so no service's fault is shown \
-                      (`cargo xtask drill give-up` reveals it and clears it).";
+                      (`cargo xtask drill give-up` reveals it and clears it; should its drill \
+                      have been killed, `cargo xtask chaos all --clear`).";
 
 /// "inventory-service (pid 4242): latency 300 ms, until cleared".
 fn line(replica: &str, now: &FaultStatus) -> String {

@@ -67,11 +67,17 @@ pub async fn run(mesh: RunningMesh, settings: Settings) -> anyhow::Result<()> {
         quiet: true,
         ..drill.spec.clone()
     };
-    chaos::apply(&mesh, &drill.service, Some(&spec))
-        .await
-        .context("injecting the drill's fault")?;
+    let mut interrupted = on_ctrl_c();
+    inject(&mesh, &drill, &spec, &mut interrupted).await?;
     let started = (Instant::now(), SystemTime::now());
-    let played = play(&mesh, &settings, &drill, &services, reachable, started).await;
+    let played = play(
+        (&mesh, &settings, &drill),
+        &services,
+        reachable,
+        started,
+        interrupted,
+    )
+    .await;
     let cleared = chaos::apply(&mesh, &drill.service, None).await;
     let (ending, traffic) = match played {
         Ok(played) => played,
@@ -98,15 +104,46 @@ pub async fn run(mesh: RunningMesh, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// Turns true on Ctrl+C. Listening from before the fault is injected, so that no Ctrl+C
+/// leaves it behind (once listened for, Ctrl+C no longer kills the process).
+fn on_ctrl_c() -> watch::Receiver<bool> {
+    let (interrupt, interrupted) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupt.send(true);
+        }
+    });
+    interrupted
+}
+
+/// The drill's fault set on every replica, unless Ctrl+C comes first: then what was set
+/// is cleared again.
+async fn inject(
+    mesh: &RunningMesh,
+    drill: &Drill,
+    spec: &FaultSpec,
+    interrupted: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        injected = chaos::apply(mesh, &drill.service, Some(spec)) => {
+            injected.map(drop).context("injecting the drill's fault")
+        }
+        Ok(_) = interrupted.wait_for(|interrupted| *interrupted) => {
+            let cleared = chaos::apply(mesh, &drill.service, None).await;
+            let error = anyhow!("interrupted (Ctrl+C) while the drill's fault was being injected");
+            Err(with_clearing(error, cleared, drill))
+        }
+    }
+}
+
 /// The state written, the traffic started, the brief printed; then the wait, and the
 /// traffic stopped.
 async fn play(
-    mesh: &RunningMesh,
-    settings: &Settings,
-    drill: &Drill,
+    (mesh, settings, drill): (&RunningMesh, &Settings, &Drill),
     services: &[String],
     reachable: Reachable,
     started: (Instant, SystemTime),
+    interrupted: watch::Receiver<bool>,
 ) -> anyhow::Result<(Ending, Option<Outcome>)> {
     let state = DrillState {
         pid: std::process::id(),
@@ -121,7 +158,7 @@ async fn play(
     let (stop, stopped) = watch::channel(false);
     let mut traffic = tokio::spawn(traffic(reachable, stopped));
     brief(mesh, drill, settings);
-    let ending = wait(settings, services, started.0, &mut traffic).await;
+    let ending = wait(settings, services, started.0, &mut traffic, interrupted).await;
     let _ = stop.send(true);
     let outcome = match ending {
         Ending::TrafficStopped => None,
@@ -176,16 +213,16 @@ async fn wait(
     services: &[String],
     started: Instant,
     traffic: &mut JoinHandle<Outcome>,
+    mut interrupted: watch::Receiver<bool>,
 ) -> Ending {
     let mut typed = prompt();
     let deadline = tokio::time::sleep_until(started + settings.duration);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(deadline, ctrl_c);
+    tokio::pin!(deadline);
     let mut poll = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             () = &mut deadline => return Ending::TimeUp,
-            _ = &mut ctrl_c => return Ending::Interrupted,
+            Ok(_) = interrupted.wait_for(|interrupted| *interrupted) => return Ending::Interrupted,
             _ = &mut *traffic => return Ending::TrafficStopped,
             Some(line) = recv(&mut typed) => match Answer::parse_line(services, &line) {
                 Ok(answer) => return Ending::Answered(answer),
