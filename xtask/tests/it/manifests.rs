@@ -219,6 +219,23 @@ fn the_kind_cluster_publishes_the_node_ports_on_loopback_only() {
     assert_eq!(mappings, expected, "kind.yaml: (containerPort, hostPort)");
 }
 
+/// `cargo xtask up` prints, and the cluster's tools are reached at, the local tools
+/// table's ports (`xtask::tools`): kind.yaml must publish each browsable tool there.
+#[test]
+fn the_kind_cluster_publishes_each_browsable_tool_at_its_local_port() {
+    for tool in xtask::tools::ALL.iter().filter(|tool| tool.browsable) {
+        let published = KIND_PORTS
+            .iter()
+            .find(|&&(_, _, deployment, _)| deployment == tool.name);
+        assert_eq!(
+            published.map(|&(_, host_port, _, _)| host_port),
+            Some(u64::from(tool.port())),
+            "{}: kind.yaml's host port and the tools table's port differ",
+            tool.name
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests of the rendering (kubectl).
 
