@@ -1,14 +1,17 @@
-//! `cargo xtask drill` on the real local mesh with a real Prometheus: at every level, a
-//! drill is started, solved from the signals alone (Prometheus's queries over the
-//! services' metrics; never the admin API, `chaos status` or the drill's state file),
-//! answered from another process (`drill answer`), scored by the drill's own scoring,
-//! revealed, and its fault cleared. And the command line's answers without a drill.
+//! `cargo xtask drill` on the real local mesh with a real Prometheus and the suite's real
+//! OTLP receiver: at every level, a drill is started, solved twice from the signals alone
+//! (once from Prometheus's queries over the services' metrics, once from the exported
+//! spans; never the admin API, `chaos status` or the drill's state file), both must name
+//! the hidden fault, answered from another process (`drill answer`), scored by the
+//! drill's own scoring, revealed, and its fault cleared. And the command line's answers
+//! without a drill.
 
 use std::{
+    collections::HashMap,
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},
     sync::mpsc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use contract::{admin::FaultKind, topology::Topology};
@@ -16,7 +19,11 @@ use incidents::drill::{self, Answer, Level};
 
 use crate::{
     local_mesh::{prometheus_query, stdout},
-    support::{require, serial, start_local, stop_local, succeeded, xtask},
+    support::{
+        TraceReceiver,
+        otlp::{ReceivedSpan, SpanKind},
+        require, serial, start_local, stop_local, succeeded, xtask,
+    },
 };
 
 /// The first seed whose drill of `level` hides a fault of `kind` (the draw is
@@ -83,23 +90,173 @@ fn solve(window: u64) -> Option<(String, &'static str)> {
     }
 }
 
-/// Polls [`solve`] from 20 s after `started` until it names the same answer twice in a
-/// row, for at most three minutes.
-fn solve_when_clear(started: Instant) -> (String, &'static str) {
+/// The topology's work is 1 to 30 ms a request; an added latency is 100 ms or more.
+const FAR_ABOVE_THE_WORK: Duration = Duration::from_millis(50);
+
+/// Every span that has a parent, under its parent's span id.
+fn children_of(spans: &[ReceivedSpan]) -> HashMap<&str, Vec<&ReceivedSpan>> {
+    let mut children: HashMap<&str, Vec<&ReceivedSpan>> = HashMap::new();
+    for span in spans.iter().filter(|span| !span.parent_span_id.is_empty()) {
+        children
+            .entry(span.parent_span_id.as_str())
+            .or_default()
+            .push(span);
+    }
+    children
+}
+
+/// The calls `span` made: its client children.
+fn calls_of<'a>(
+    children: &'a HashMap<&str, Vec<&'a ReceivedSpan>>,
+    span: &ReceivedSpan,
+) -> impl Iterator<Item = &'a ReceivedSpan> {
+    children
+        .get(span.span_id.as_str())
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|child| child.kind == SpanKind::Client)
+}
+
+/// The HTTP status a span carries, if the request got an answer.
+fn status_of(span: &ReceivedSpan) -> Option<u16> {
+    span.attribute("http.response.status_code")?.parse().ok()
+}
+
+/// The service named most often, if any.
+fn most_named<'a>(services: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for service in services {
+        *counts.entry(service).or_default() += 1;
+    }
+    // On a tie the first by name, so the answer does not depend on the map's order.
+    let (service, _) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))?;
+    Some(service.to_owned())
+}
+
+/// A caller whose calls failed without any answer and never reached the callee: a
+/// client span in error, with no status, and no server span under it.
+fn unreachable_in_traces(
+    spans: &[ReceivedSpan],
+    children: &HashMap<&str, Vec<&ReceivedSpan>>,
+) -> Option<String> {
+    let reached_a_server = |call: &ReceivedSpan| {
+        children
+            .get(call.span_id.as_str())
+            .is_some_and(|under| under.iter().any(|span| span.kind == SpanKind::Server))
+    };
+    most_named(
+        spans
+            .iter()
+            .filter(|span| span.kind == SpanKind::Client && span.error)
+            .filter(|call| status_of(call).is_none() && !reached_a_server(call))
+            .map(|call| call.service.as_str()),
+    )
+}
+
+/// A service that answered 5xx itself (not 502, outside /api/error) while every call it
+/// made succeeded: the errors start there.
+fn errors_in_traces(
+    spans: &[ReceivedSpan],
+    children: &HashMap<&str, Vec<&ReceivedSpan>>,
+) -> Option<String> {
+    most_named(
+        spans
+            .iter()
+            .filter(|span| span.kind == SpanKind::Server)
+            .filter(|span| span.attribute("http.route") != Some("/api/error"))
+            .filter(|span| status_of(span).is_some_and(|s| s >= 500 && s != 502))
+            .filter(|span| calls_of(children, span).all(|call| !call.error))
+            .map(|span| span.service.as_str()),
+    )
+}
+
+/// The service whose typical own time (a server span's duration minus its calls') on
+/// one of the routes that do work is far above the topology's work. Per route, as a
+/// fault may slow one route only; the median, so that one slow moment is not a fault.
+fn latency_in_traces(
+    spans: &[ReceivedSpan],
+    children: &HashMap<&str, Vec<&ReceivedSpan>>,
+) -> Option<String> {
+    let mut own: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
+    for span in spans.iter().filter(|span| span.kind == SpanKind::Server) {
+        let Some(route @ ("/api/data" | "/api/action")) = span.attribute("http.route") else {
+            continue;
+        };
+        let waited: Duration = calls_of(children, span).map(|call| call.duration).sum();
+        own.entry((span.service.as_str(), route))
+            .or_default()
+            .push(span.duration.saturating_sub(waited));
+    }
+    own.into_iter()
+        // A median of a handful of requests or more, not of one.
+        .filter(|(_, times)| times.len() >= 5)
+        .map(|((service, _), mut times)| {
+            times.sort();
+            (service, times[times.len() / 2])
+        })
+        .filter(|(_, median)| *median > FAR_ABOVE_THE_WORK)
+        .max_by_key(|(_, median)| *median)
+        .map(|(service, _)| service.to_owned())
+}
+
+/// The service at fault and the kind, from the spans alone, as a person reading traces
+/// in Jaeger would reason: calls that never reached the callee (the caller cannot reach
+/// a dependency), else 5xx that start at a service, else a service's own time far above
+/// its work. Never span events, log lines or answer bodies: only the spans' structure,
+/// status, durations and attributes.
+fn solve_from_traces(spans: &[ReceivedSpan]) -> Option<(String, &'static str)> {
+    let children = children_of(spans);
+    if let Some(service) = unreachable_in_traces(spans, &children) {
+        return Some((service, "unreachable"));
+    }
+    if let Some(service) = errors_in_traces(spans, &children) {
+        return Some((service, "error"));
+    }
+    latency_in_traces(spans, &children).map(|service| (service, "latency"))
+}
+
+/// What each solver named at one look.
+#[derive(Debug, Default, PartialEq)]
+struct Named {
+    metrics: Option<(String, &'static str)>,
+    traces: Option<(String, &'static str)>,
+}
+
+impl Named {
+    /// The answer both name, if they agree on one.
+    fn agreed(&self) -> Option<&(String, &'static str)> {
+        self.metrics
+            .as_ref()
+            .filter(|_| self.metrics == self.traces)
+    }
+}
+
+/// Polls [`solve`] and [`solve_from_traces`] (over the spans that started at or after
+/// `since`, in nanoseconds since the Unix epoch) from 20 s after `started` until both
+/// name the same answer twice in a row, for at most three minutes.
+fn solve_when_clear(started: Instant, since: u64, receiver: &TraceReceiver) -> Named {
     std::thread::sleep(Duration::from_secs(20));
-    let mut last = None;
+    let mut last = Named::default();
     while started.elapsed() < Duration::from_secs(200) {
         let window = started.elapsed().as_secs().saturating_sub(5).clamp(15, 90);
-        let now = solve(window);
-        if let Some(answer) = &now
-            && last.as_ref() == Some(answer)
-        {
-            return answer.clone();
+        let now = Named {
+            metrics: solve(window),
+            traces: solve_from_traces(&receiver.spans_since(since)),
+        };
+        if now.agreed().is_some() && now == last {
+            return now;
         }
         last = now;
         std::thread::sleep(Duration::from_secs(5));
     }
-    panic!("the signals named no fault within 200 s (last: {last:?})");
+    panic!(
+        "within 200 s the two solvers did not name one fault twice in a row: the metrics \
+         last named {:?}, the traces {:?}",
+        last.metrics, last.traces
+    );
 }
 
 /// A running `cargo xtask drill`: its stdout lines as they come.
@@ -177,15 +334,29 @@ impl Drop for RunningDrill {
     }
 }
 
-/// One drill: started, solved from the signals, answered, scored, revealed, cleared.
-fn solve_a_drill(level: Level, kind: FaultKind) {
+/// Now, in nanoseconds since the Unix epoch (as OTLP spans say when they started).
+fn unix_nanos_now() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    u64::try_from(since_epoch.as_nanos()).expect("before the year 2554")
+}
+
+/// One drill: started, solved from the metrics and from the traces, answered, scored,
+/// revealed, cleared.
+fn solve_a_drill(receiver: &TraceReceiver, level: Level, kind: FaultKind) {
     let seed = seed_for(level, kind);
     let hidden = drill::pick(&Topology::built_in(), level, seed).expect("a drill");
     let mut running = RunningDrill::start(level, seed);
     running.wait_for("Users report a problem", Duration::from_secs(60));
     let started = Instant::now();
-    let (service, kind_name) = solve_when_clear(started);
+    let named = solve_when_clear(started, unix_nanos_now(), receiver);
     let taken = started.elapsed();
+    let (service, kind_name) = named.agreed().cloned().expect("both solvers agree");
+    eprintln!(
+        "{level}: the metrics and the traces both named {service} {kind_name} after {} s",
+        taken.as_secs()
+    );
     succeeded(&xtask(&["drill", "answer", &service, kind_name]));
     let said = running.finish();
     let services: Vec<String> = Topology::built_in()
@@ -197,7 +368,9 @@ fn solve_a_drill(level: Level, kind: FaultKind) {
     let score = drill::score(&hidden, Some(&answer), taken);
     assert!(
         score.service_right && score.kind_right,
-        "{level}: the signals named {service} {kind_name}, the drill hid {}: {}",
+        "{level}: the metrics named {:?} and the traces {:?}, the drill hid {}: {}",
+        named.metrics,
+        named.traces,
         hidden.describe(),
         score.summary()
     );
@@ -219,14 +392,15 @@ fn every_level_is_solvable_from_the_signals_alone() {
         return;
     };
     let _serial = serial();
-    let local = start_local(&[]);
+    let receiver = TraceReceiver::start();
+    let local = start_local(&["--otlp-endpoint", &receiver.endpoint]);
     // Every kind once, each at a level, so every level and every kind is proven.
     for (level, kind) in [
         (Level::Single, FaultKind::Error),
         (Level::Cascading, FaultKind::Unreachable),
         (Level::Intermittent, FaultKind::Latency),
     ] {
-        solve_a_drill(level, kind);
+        solve_a_drill(&receiver, level, kind);
         // The next drill's window must not see this one's symptoms.
         std::thread::sleep(Duration::from_secs(10));
     }

@@ -1,19 +1,93 @@
 //! A real OTLP/gRPC trace receiver for the tests (tonic's server of the OTLP trace
 //! service, on 127.0.0.1): what the services export is kept and can be read back.
 
-use std::{sync::Mutex, time::Duration};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 /// One span a [`TraceReceiver`] got.
 #[derive(Clone, Debug)]
 pub struct ReceivedSpan {
     /// 32 hex digits, as the services log it and Prometheus's exemplars carry it.
     pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// The parent's 16 hex digits; empty for a trace's root.
+    pub parent_span_id: String,
     /// The resource's `service.name`.
     pub service: String,
     pub name: String,
+    pub kind: SpanKind,
     /// Its status is ERROR.
     pub error: bool,
+    /// When it started, in nanoseconds since the Unix epoch.
+    pub start_unix_nanos: u64,
     pub duration: Duration,
+    /// Its attributes (`http.route`, `http.response.status_code`, `peer.service`, ...),
+    /// each value as text.
+    pub attributes: HashMap<String, String>,
+}
+
+/// A span's kind, as OTLP says it; the services make only server and client spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    Server,
+    Client,
+    Other,
+}
+
+impl ReceivedSpan {
+    /// The attribute `key`, when the span has it.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    fn from_otlp(service: &str, span: opentelemetry_proto::tonic::trace::v1::Span) -> ReceivedSpan {
+        use opentelemetry_proto::tonic::trace::v1::span::SpanKind as Otlp;
+        let kind = match Otlp::try_from(span.kind) {
+            Ok(Otlp::Server) => SpanKind::Server,
+            Ok(Otlp::Client) => SpanKind::Client,
+            _ => SpanKind::Other,
+        };
+        // OTLP's StatusCode: 2 is ERROR.
+        let error = span.status.as_ref().is_some_and(|status| status.code == 2);
+        let nanos = span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano);
+        ReceivedSpan {
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            parent_span_id: hex(&span.parent_span_id),
+            service: service.to_owned(),
+            name: span.name,
+            kind,
+            error,
+            start_unix_nanos: span.start_time_unix_nano,
+            duration: Duration::from_nanos(nanos),
+            attributes: attributes(&span.attributes),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// OTLP attributes as text: strings as they are, numbers and booleans spelled out.
+fn attributes(
+    list: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> HashMap<String, String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    list.iter()
+        .filter_map(|attribute| {
+            let value = match attribute.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(text) => text.clone(),
+                Value::IntValue(number) => number.to_string(),
+                Value::DoubleValue(number) => number.to_string(),
+                Value::BoolValue(yes) => yes.to_string(),
+                _ => return None,
+            };
+            Some((attribute.key.clone(), value))
+        })
+        .collect()
 }
 
 /// A real OTLP/gRPC trace receiver on 127.0.0.1 (tonic, in a thread of its own) that
@@ -42,7 +116,6 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
         >,
         tonic::Status,
     > {
-        use opentelemetry_proto::tonic::common::v1::any_value::Value;
         let mut kept = self
             .0
             .lock()
@@ -50,27 +123,11 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
         for resource in request.into_inner().resource_spans {
             let service = resource
                 .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                    Value::StringValue(name) => Some(name.clone()),
-                    _ => None,
-                })
+                .map(|r| attributes(&r.attributes))
+                .and_then(|mut attributes| attributes.remove("service.name"))
                 .unwrap_or_default();
             for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
-                // OTLP's StatusCode: 2 is ERROR.
-                let error = span.status.as_ref().is_some_and(|status| status.code == 2);
-                let nanos = span
-                    .end_time_unix_nano
-                    .saturating_sub(span.start_time_unix_nano);
-                kept.push(ReceivedSpan {
-                    trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
-                    service: service.clone(),
-                    name: span.name,
-                    error,
-                    duration: Duration::from_nanos(nanos),
-                });
+                kept.push(ReceivedSpan::from_otlp(&service, span));
             }
         }
         Ok(tonic::Response::new(
@@ -122,6 +179,17 @@ impl TraceReceiver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The spans received so far that started at or after `unix_nanos`.
+    pub fn spans_since(&self, unix_nanos: u64) -> Vec<ReceivedSpan> {
+        self.spans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|span| span.start_unix_nanos >= unix_nanos)
+            .cloned()
+            .collect()
     }
 }
 
