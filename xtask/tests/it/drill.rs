@@ -3,8 +3,9 @@
 //! (once from Prometheus's queries over the services' metrics, once from the exported
 //! spans; never the admin API, `chaos status` or the drill's state file), both must name
 //! the hidden fault, answered from another process (`drill answer`), scored by the
-//! drill's own scoring, revealed, and its fault cleared. And the command line's answers
-//! without a drill.
+//! drill's own scoring, revealed, and its fault cleared; meanwhile no fault metric, log
+//! line or `chaos status` announces it. A drill ended by Ctrl+C clears its fault. And
+//! the command line's answers without a drill.
 
 use std::{
     collections::HashMap,
@@ -353,6 +354,7 @@ fn solve_a_drill(receiver: &TraceReceiver, level: Level, kind: FaultKind) {
     let named = solve_when_clear(started, unix_nanos_now(), receiver);
     let taken = started.elapsed();
     let (service, kind_name) = named.agreed().cloned().expect("both solvers agree");
+    assert_quiet(&hidden.service, started.elapsed());
     eprintln!(
         "{level}: the metrics and the traces both named {service} {kind_name} after {} s",
         taken.as_secs()
@@ -379,10 +381,54 @@ fn solve_a_drill(receiver: &TraceReceiver, level: Level, kind: FaultKind) {
         "{said}"
     );
     assert!(said.contains("Where it shows: Grafana"), "{said}");
+    assert!(said.contains("The log line that shows it"), "{said}");
     let status = stdout(&xtask(&["chaos", "status"]));
     assert!(
         status.lines().all(|line| line.ends_with("no fault")),
         "{level}: a fault is left:\n{status}"
+    );
+}
+
+/// What a learner must not see while a drill runs, `running_for` after its brief: no
+/// fault metric, no line of the faulted service announcing it, and `chaos status` one
+/// line for the whole mesh.
+fn assert_quiet(faulted: &str, running_for: Duration) {
+    let window = running_for.as_secs() + 5;
+    for query in [
+        "sum(fault_active)".to_owned(),
+        format!("sum(increase(fault_injections_total[{window}s]))"),
+    ] {
+        let answer = prometheus_query(&query);
+        let value = answer["data"]["result"][0]["value"][1].as_str();
+        assert_eq!(value, Some("0"), "{query} during a drill: {answer}");
+    }
+    let since = format!("{window}s");
+    let logged = stdout(&xtask(&["logs", faulted, "--since", &since]));
+    assert!(logged.contains("request served"), "{logged}");
+    assert!(
+        !logged.contains("fault injected") && !logged.contains("fault set"),
+        "{faulted}'s log announces the drill's fault:\n{logged}"
+    );
+    let status = stdout(&xtask(&["chaos", "status"]));
+    assert!(
+        status.starts_with("A drill is running: its fault is hidden")
+            && status.lines().count() == 1,
+        "{status}"
+    );
+}
+
+/// Ctrl+C during a drill ends it: nothing scored, the fault revealed and cleared.
+fn interrupt_a_drill() {
+    let mut running = RunningDrill::start(Level::Single, 1);
+    running.wait_for("Users report a problem", Duration::from_secs(60));
+    let pid = nix::unistd::Pid::from_raw(running.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("Ctrl+C");
+    let said = running.finish();
+    assert!(said.contains("Interrupted (Ctrl+C): 0 points"), "{said}");
+    let status = stdout(&xtask(&["chaos", "status"]));
+    assert!(
+        status.lines().all(|line| line.ends_with("no fault")),
+        "a fault is left:\n{status}"
     );
 }
 
@@ -404,6 +450,7 @@ fn every_level_is_solvable_from_the_signals_alone() {
         // The next drill's window must not see this one's symptoms.
         std::thread::sleep(Duration::from_secs(10));
     }
+    interrupt_a_drill();
     let history = succeeded(&xtask(&["drill", "history"]));
     assert!(history.contains("answered"), "{history}");
     stop_local(local);
