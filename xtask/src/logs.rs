@@ -137,21 +137,7 @@ impl LogsArgs {
                 "app.kubernetes.io/part-of=observability-playground".to_owned(),
             ),
         };
-        // Every replica, each line prefixed by kubectl with its pod ("[pod/NAME/CONTAINER]").
-        let mut args = vec![
-            "-n".to_owned(),
-            namespace.to_owned(),
-            "logs".to_owned(),
-            "--selector".to_owned(),
-            selector,
-            "--prefix".to_owned(),
-            "--all-containers".to_owned(),
-            "--max-log-requests=50".to_owned(),
-            "--tail=-1".to_owned(),
-        ];
-        if let Some(since) = self.since {
-            args.push(format!("--since={}s", since.as_secs().max(1)));
-        }
+        let mut args = kubectl_logs_args(namespace, selector, self.since);
         if self.follow {
             args.push("--follow".to_owned());
             return follow_kubectl(&args).await;
@@ -184,31 +170,61 @@ fn read_kubectl(args: &[String]) -> anyhow::Result<Vec<Line>> {
         .collect())
 }
 
-/// Who logged a line of `trace_id`, as `cargo xtask logs --trace` finds them (for
-/// `scenario --verify`): the local mesh's services, or the cluster's pods (named after
-/// their service), each once.
-pub fn sources_of_trace(local: Option<&LocalMesh>, trace_id: &str) -> anyhow::Result<Vec<String>> {
+/// `kubectl logs` of every replica `selector` picks in `namespace`, each line prefixed by
+/// kubectl with its pod ("[pod/NAME/CONTAINER]"), since `since` when given.
+fn kubectl_logs_args(namespace: &str, selector: String, since: Option<Duration>) -> Vec<String> {
+    let mut args = vec![
+        "-n".to_owned(),
+        namespace.to_owned(),
+        "logs".to_owned(),
+        "--selector".to_owned(),
+        selector,
+        "--prefix".to_owned(),
+        "--all-containers".to_owned(),
+        "--max-log-requests=50".to_owned(),
+        "--tail=-1".to_owned(),
+    ];
+    if let Some(since) = since {
+        args.push(format!("--since={}s", since.as_secs().max(1)));
+    }
+    args
+}
+
+/// What the mesh's services logged in the last `since` (all they logged when `None`):
+/// `service`'s lines (every service's when `None`) from the local mesh's files, or from
+/// every replica in the cluster (`kubectl logs`, each line of its pod).
+pub fn read_services(
+    local: Option<&LocalMesh>,
+    service: Option<&str>,
+    since: Option<Duration>,
+) -> anyhow::Result<Vec<Line>> {
     let lines = match local {
         Some(mesh) => {
             let files: Vec<(String, PathBuf)> = mesh
                 .services
                 .iter()
+                .filter(|s| service.is_none_or(|name| s.name == name))
                 .map(|s| (s.name.clone(), log_file(&s.name)))
                 .filter(|(_, file)| file.exists())
                 .collect();
             read_files(&files)?
         }
-        None => read_kubectl(&[
-            "-n".to_owned(),
-            SERVICES_NAMESPACE.to_owned(),
-            "logs".to_owned(),
-            "--selector".to_owned(),
-            "app.kubernetes.io/part-of=observability-playground".to_owned(),
-            "--prefix".to_owned(),
-            "--max-log-requests=50".to_owned(),
-            "--tail=-1".to_owned(),
-        ])?,
+        None => {
+            let selector = service.map_or_else(
+                || "app.kubernetes.io/part-of=observability-playground".to_owned(),
+                |name| format!("app={name}"),
+            );
+            read_kubectl(&kubectl_logs_args(SERVICES_NAMESPACE, selector, since))?
+        }
     };
+    Ok(select(lines, since.map(|d| SystemTime::now() - d), None))
+}
+
+/// Who logged a line of `trace_id`, as `cargo xtask logs --trace` finds them (for
+/// `scenario --verify`): the local mesh's services, or the cluster's pods (named after
+/// their service), each once.
+pub fn sources_of_trace(local: Option<&LocalMesh>, trace_id: &str) -> anyhow::Result<Vec<String>> {
+    let lines = read_services(local, None, None)?;
     let mut sources: Vec<String> = select(lines, None, Some(trace_id))
         .into_iter()
         .map(|line| line.source)

@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 use super::run::{Ending, unix_seconds};
 use crate::{
     logs,
-    mesh::{RunningMesh, local::log_file},
+    mesh::{RunningMesh, local::LocalMesh},
     paths::target_dir,
     scenario::verify::find_tools,
 };
@@ -104,9 +104,9 @@ fn panel_lines(drill: &Drill, tools: &Tools) -> Vec<String> {
 }
 
 /// A trace through the fault, and the faulted service's log line of it. The trace is an
-/// exemplar of the faulted service from Prometheus whose request shows the fault in the
-/// local log, else the request whose log line shows it best, else any exemplar of the
-/// faulted service, else the slowest failed or slowest request of the drill's traffic.
+/// exemplar of the faulted service from Prometheus whose request shows the fault in its
+/// log, else the request whose log line shows it best, else any exemplar of the faulted
+/// service, else the slowest failed or slowest request of the drill's traffic.
 async fn trace_lines(
     mesh: &RunningMesh,
     drill: &Drill,
@@ -114,10 +114,11 @@ async fn trace_lines(
     traffic: Option<&Traffic>,
     prometheus: Option<&Api>,
 ) -> Vec<String> {
-    let logged = match mesh {
-        RunningMesh::Local(_) => telling_log_lines(drill, started),
-        RunningMesh::Cluster => Vec::new(),
+    let local = match mesh {
+        RunningMesh::Local(local) => Some(local),
+        RunningMesh::Cluster => None,
     };
+    let logged = telling_log_lines(local, drill, started);
     let exemplars = match prometheus {
         Some(api) => exemplars(api, &drill.service, started).await,
         None => Vec::new(),
@@ -181,16 +182,23 @@ async fn exemplars(api: &Api, service: &str, since: SystemTime) -> Vec<String> {
     found.into_iter().map(|(_, trace)| trace).collect()
 }
 
-/// The trace id and text of each line of the faulted service's local log since `since`
-/// that shows the drill's kind of fault at work, the most telling first.
-fn telling_log_lines(drill: &Drill, since: SystemTime) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(log_file(&drill.service)) else {
-        return Vec::new();
+/// The trace id and text of each line the faulted service logged since `since` (its
+/// local log, or every replica's in the cluster) that shows the drill's kind of fault at
+/// work, the most telling first.
+fn telling_log_lines(
+    local: Option<&LocalMesh>,
+    drill: &Drill,
+    since: SystemTime,
+) -> Vec<(String, String)> {
+    // A few seconds more: the cluster's `--since` counts whole seconds.
+    let age = since.elapsed().unwrap_or_default() + Duration::from_secs(5);
+    let lines = match logs::read_services(local, Some(&drill.service), Some(age)) {
+        Ok(lines) => lines,
+        Err(error) => {
+            eprintln!("(the faulted service's logs could not be read: {error:#})");
+            return Vec::new();
+        }
     };
-    let lines = text
-        .lines()
-        .map(|line| logs::parse(&drill.service, line))
-        .collect();
     let mut telling: Vec<(f64, String, String)> = logs::select(lines, Some(since), None)
         .into_iter()
         .filter_map(|line| {

@@ -2,7 +2,8 @@
 //! (`standin.rs`; they answer as the real programs do, port-forward's SIGPIPE included)
 //! and real mock-service processes as the pods: `chaos` on every replica, the four
 //! `scenario`s, `traffic --chaos random --cluster`, `logs` (with `--trace`, `--follow`),
-//! `smoke`, `dashboards`, `cluster status`, and each Tilt button's command. And what a
+//! `smoke`, `dashboards`, `cluster status`, a `drill` (quiet, its reveal from the pods'
+//! logs), and each Tilt button's command. And what a
 //! command changed is put back on every way out: a fault that fails to apply after the
 //! scale-down, and Ctrl+C during the traffic.
 
@@ -494,4 +495,56 @@ fn every_tilt_button_works_against_the_cluster() {
         assert!(cluster.no_faults_anywhere(), "button {name} left a fault");
     }
     assert_eq!(cluster.replicas("inventory-service"), 2);
+}
+
+/// A drill in the cluster: its fault set quietly on every replica through port-forwards
+/// (the pods' admin APIs show it only as hidden), and the reveal reads the faulted
+/// service's pods' logs (`kubectl logs`) for the line that shows it; no fault is left.
+#[test]
+fn a_drill_in_the_cluster_is_quiet_and_its_reveal_reads_the_pods_logs() {
+    use contract::topology::Topology;
+    use incidents::drill::{self, Level};
+    let _serial = serial();
+    let cluster = StandinCluster::start(&[("product-service", 2)]);
+    let seed = (0..1000)
+        .find(|&seed| {
+            drill::pick(&Topology::built_in(), Level::Single, seed).is_ok_and(|d| {
+                d.service == "product-service" && d.kind == contract::admin::FaultKind::Error
+            })
+        })
+        .expect("a seed that hides errors in product-service");
+    let seed = seed.to_string();
+    let args = ["drill", "--cluster", "--level", "single", "--seed", &seed];
+    let running = cluster
+        .command(&[&args[..], &["--duration", "8"]].concat())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the drill");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster
+        .faults("product-service")
+        .iter()
+        .all(|(_, f)| f["hidden"] == true)
+    {
+        assert!(Instant::now() < deadline, "the drill's fault was never set");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = ok(&cluster.xtask(&["chaos", "status", "--cluster"]));
+    assert!(status.starts_with("A drill is running"), "{status}");
+    let said = ok(&running.wait_with_output().expect("the drill ends"));
+    let shown = said
+        .lines()
+        .skip_while(|line| !line.starts_with("The log line that shows it (product-service"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(shown.contains(r#""status":500"#), "{said}");
+    let read = cluster.kubectl_calls();
+    assert!(
+        read.iter()
+            .any(|call| call.contains("logs --selector app=product-service")),
+        "{read:?}"
+    );
+    assert!(cluster.no_faults_anywhere(), "{said}");
 }

@@ -271,25 +271,21 @@ impl StandinCluster {
             .collect()
     }
 
-    /// Each pod of `deployment` with its fault, as its own admin API reports it.
+    /// Each pod of `deployment` with its fault, as its own admin API reports it: `null`
+    /// for none, `{"hidden": true}` for a quiet (a drill's) one.
     pub fn faults(&self, deployment: &str) -> Vec<(String, Value)> {
         self.pods
             .iter()
             .filter(|pod| pod.deployment == deployment)
-            .map(|pod| {
-                let (_, _, body) = http(pod.admin_port, "GET", "/faults");
-                let json: Value = serde_json::from_str(&body).expect("the admin API answers JSON");
-                (pod.name.clone(), json["fault"].clone())
-            })
+            .map(|pod| (pod.name.clone(), fault_of(pod.admin_port)))
             .collect()
     }
 
-    /// Whether no pod of any service has a fault.
+    /// Whether no pod of any service has a fault, hidden ones included.
     pub fn no_faults_anywhere(&self) -> bool {
-        self.pods.iter().all(|pod| {
-            let (_, _, body) = http(pod.admin_port, "GET", "/faults");
-            serde_json::from_str::<Value>(&body).is_ok_and(|json| json["fault"].is_null())
-        })
+        self.pods
+            .iter()
+            .all(|pod| fault_of(pod.admin_port).is_null())
     }
 
     /// `xtask ARGS` with the stand-ins first on its PATH and this cluster as theirs.
@@ -314,6 +310,17 @@ impl StandinCluster {
     pub fn xtask(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run xtask")
     }
+}
+
+/// The fault a pod's admin API reports: `null` for none, `{"hidden": true}` for a quiet
+/// one (whose `fault` the API leaves `null`).
+fn fault_of(admin_port: u16) -> Value {
+    let (_, _, body) = http(admin_port, "GET", "/faults");
+    let json: Value = serde_json::from_str(&body).expect("the admin API answers JSON");
+    if json["hidden"] == true {
+        return serde_json::json!({ "hidden": true });
+    }
+    json["fault"].clone()
 }
 
 impl Drop for StandinCluster {
