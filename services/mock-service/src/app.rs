@@ -364,17 +364,17 @@ async fn perform(inner: &Inner, route_name: Route) -> Result<Vec<&str>, AppError
         if call.probability < 1.0 && fastrand::f64() >= call.probability {
             continue;
         }
-        // An injected "unreachable" fault sends the call where nothing listens (port 1 on
-        // loopback), so the real client meets a real refused connection: the same error,
-        // metrics and span as an outage.
-        let url = if inner.faults.unreachable(&call.to, route_name.path()) {
+        // An injected "unreachable" fault dials where nothing listens (port 1 on loopback),
+        // so the real client meets a real refused connection: the same error, metrics and
+        // span as an outage, all naming the dependency's own address.
+        let dialled = if inner.faults.unreachable(&call.to, route_name.path()) {
             &UNREACHABLE
         } else {
             &call.url
         };
         inner
             .downstream
-            .call(&call.to, call.route.method(), url)
+            .call_at(&call.to, call.route.method(), &call.url, dialled)
             .await
             .map_err(AppError::Dependency)?;
         called.push(call.to.as_str());

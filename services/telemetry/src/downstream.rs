@@ -86,6 +86,20 @@ impl DownstreamClient {
         method: Method,
         uri: &Uri,
     ) -> Result<DownstreamResponse, DownstreamError> {
+        self.call_at(service, method, uri, uri).await
+    }
+
+    /// As [`call`](Self::call), but the request is sent to `dialled`: the span, the
+    /// metrics and the error still describe the call to `uri`. An injected outage dials
+    /// where nothing listens, so that the real client meets a real refused connection
+    /// while every signal names the dependency's own address, as in a real outage.
+    pub async fn call_at(
+        &self,
+        service: &str,
+        method: Method,
+        uri: &Uri,
+        dialled: &Uri,
+    ) -> Result<DownstreamResponse, DownstreamError> {
         let span = tracing::info_span!(
             target: "telemetry::downstream",
             "HTTP client request",
@@ -102,7 +116,7 @@ impl DownstreamClient {
         // and its ids become the latency observation's exemplar.
         let context = span.context();
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.send(method, uri, &context))
+        let result = tokio::time::timeout(self.timeout, self.send(method, dialled, &context))
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();

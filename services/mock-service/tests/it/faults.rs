@@ -270,6 +270,9 @@ async fn quietly(
         .finish();
     // The test's runtime runs on this thread only: every line of the request comes here.
     let _logging = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads, with no subscriber, may have cached a callsite as never
+    // enabled (tracing caches interest per callsite, process-wide): ask again.
+    tracing::callsite::rebuild_interest_cache();
     let (status, set) = send(&admin(state), "PUT", "/faults", fault.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{set}");
     assert_eq!(
@@ -358,4 +361,10 @@ async fn a_quiet_unreachable_dependency_shows_only_in_the_calls() {
         1.0
     );
     assert!(logged.contains("downstream call failed"), "{logged}");
+    // The call's span (around that line) names the dependency's address, not where the
+    // fault dialled.
+    assert!(
+        logged.contains(r#""url.full":"http://127.0.0.1:9/"#) && !logged.contains("127.0.0.1:1/"),
+        "{logged}"
+    );
 }

@@ -323,9 +323,11 @@ async fn latency_on_inventory_shows_in_the_gateways_p95_and_clears() {
         "http_request_duration_seconds_count",
         &[("endpoint", "/api/data")],
     );
+    // About 70% are slowed; over 40 requests, fewer than 40% is a 1-in-100,000 draw
+    // (fewer than half was about 1 in 100, and failed a run here).
     assert!(
-        slow_buckets < all * 0.5,
-        "most requests should be slower than 250 ms: {slow_buckets} of {all}"
+        slow_buckets < all * 0.6,
+        "at least 40% should be slower than 250 ms: {slow_buckets} of {all} are not"
     );
 
     inventory.faults().clear();
