@@ -9,7 +9,6 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead as _, BufReader},
     process::{Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -21,7 +20,7 @@ use incidents::drill::{self, Answer, Level};
 use crate::{
     local_mesh::{prometheus_query, stdout},
     support::{
-        TraceReceiver,
+        TraceReceiver, lines_of,
         otlp::{ReceivedSpan, SpanKind},
         require, serial, start_local, stop_local, succeeded, xtask,
     },
@@ -285,13 +284,7 @@ impl RunningDrill {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start xtask drill");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("stdout"));
         RunningDrill {
             child,
             lines,

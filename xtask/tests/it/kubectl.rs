@@ -8,7 +8,6 @@
 //! scale-down, and Ctrl+C during the traffic.
 
 use std::{
-    io::{BufRead as _, BufReader},
     process::{Output, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -17,7 +16,7 @@ use std::{
 use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::support::{
-    serial,
+    lines_of, serial,
     standin::{StandinCluster, http},
 };
 
@@ -184,13 +183,7 @@ fn spawn_reading_stderr(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start xtask");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let received = lines_of(child.stderr.take().expect("stderr"));
     (child, received)
 }
 
@@ -335,13 +328,7 @@ fn logs_read_every_pod_gather_a_trace_and_follow_until_ctrl_c() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start logs --follow");
-    let stdout = follow.stdout.take().expect("stdout");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let received = lines_of(follow.stdout.take().expect("stdout"));
     let next = traced_action();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -159,23 +159,30 @@ pub fn start_local(args: &[&str]) -> LocalRun {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start xtask local");
-    let stdout = local.stdout.take().expect("stdout");
-    let (up_tx, up_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("The mesh is up") {
-                let _ = up_tx.send(());
-            }
-        }
-    });
+    let lines = lines_of(local.stdout.take().expect("stdout"));
     let run = LocalRun(Some(local));
     // Generous: the first run may build mock-service.
-    assert!(
-        up_rx.recv_timeout(Duration::from_secs(300)).is_ok(),
-        "`cargo xtask local {}` did not come up",
-        args.join(" ")
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let up = std::iter::from_fn(|| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        lines.recv_timeout(left).ok()
+    })
+    .any(|line| line.contains("The mesh is up"));
+    assert!(up, "`cargo xtask local {}` did not come up", args.join(" "));
     run
+}
+
+/// Each line `output` (a child's stdout or stderr) writes, as it comes, read by a thread
+/// of its own that ends with the output. It reads on after the receiver is dropped, so
+/// that the child never blocks on a full pipe.
+pub fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    received
 }
 
 /// `cargo xtask local --stop`, then waits for the `cargo xtask local` it stops, which
